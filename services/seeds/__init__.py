@@ -1,0 +1,1 @@
+"""The seeds registry: technology offers of universities, KOSEN, labs and companies."""

@@ -1,0 +1,1 @@
+"""The seeds service consumes no events; it publishes ``seed.*`` through its outbox (see domain)."""

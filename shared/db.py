@@ -1,0 +1,97 @@
+"""Database plumbing: one engine per service, SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, SQLModel, create_engine
+
+# Keys in Session.info: set by whoever writes, read after a successful commit.
+OUTBOX_WRITTEN = "matchnet.outbox_written"
+AFTER_COMMIT = "matchnet.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once this session's transaction has committed (never on rollback)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_database_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below), so pysqlite must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; without it concurrent writes collapse.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: no SQLITE_BUSY on a read-to-write upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """A service's database: its engine and the tables it owns."""
+
+    def __init__(self, url: str, tables: Sequence[type[SQLModel]]) -> None:
+        self.url = normalise_database_url(url)
+        self.engine = make_engine(self.url)
+        self.tables = list(tables)
+        # Called after a transaction that wrote outbox rows commits (the relay wakes up).
+        self.outbox_listeners: list[Callable[[], None]] = []
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def create_tables(self) -> None:
+        SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in self.tables])  # type: ignore[attr-defined]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commits on success, rolls back on error.
+
+        Objects stay readable after commit (no expire), which saves a SELECT per attribute read.
+        """
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+            if session.info.pop(OUTBOX_WRITTEN, False):
+                for listener in self.outbox_listeners:
+                    listener()
+            for callback in session.info.pop(AFTER_COMMIT, []):
+                callback()
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

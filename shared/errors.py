@@ -1,0 +1,145 @@
+"""Errors as RFC 9457 ``application/problem+json``, naming the offending field; never a 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://matchnet.example.jp/problems/"
+MAX_BODY_BYTES = 1_048_576
+
+
+class Problem(Exception):
+    """Raise from a route or domain function to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.kind = kind or title.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    kind: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (kind or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
+    out = []
+    for item in error.errors():
+        message = str(item.get("msg", "invalid"))
+        if item.get("type") == "extra_forbidden":
+            message = "unknown field: not part of this resource"
+        out.append({"field": _field_name(item.get("loc", ())), "message": message})
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            exc.status, exc.title, exc.detail, kind=exc.kind, instance=request.url.path,
+            errors=exc.errors, headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(
+            422, "Validation failed", detail, kind="validation", instance=request.url.path, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        return problem_response(
+            exc.status_code, titles.get(exc.status_code, "HTTP error"), str(exc.detail),
+            instance=request.url.path, headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error", "the error was logged", instance=request.url.path)
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for request bodies over the limit, by header or by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise Problem(413, "Payload too large", f"request bodies are limited to {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413, "Payload too large", f"request bodies are limited to {self.max_bytes} bytes",
+            instance=scope.get("path"),
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,241 @@
+"""The event contract: CloudEvents 1.0 envelope, every event type and its pydantic schema, topic names.
+
+On Kafka an event travels in binary content mode: ``ce_*`` headers carry the attributes, the value is
+the JSON ``data``, and the key is the aggregate id (a seed, a need, or an office for pairings).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.ids import new_id
+from shared.reference import (
+    CollaborationForm,
+    CompanySize,
+    Confidentiality,
+    Language,
+    OwnerType,
+    ProfileStatus,
+)
+
+SPEC_VERSION = "1.0"
+JSON_CONTENT_TYPE = "application/json"
+
+
+class Topic(StrEnum):
+    seeds = "matchnet.seeds"
+    needs = "matchnet.needs"
+    pairings = "matchnet.pairings"
+
+
+class EventType(StrEnum):
+    seed_created = "jp.matchnet.seed.created.v1"
+    need_created = "jp.matchnet.need.created.v1"
+    pairings_proposed = "jp.matchnet.pairings.proposed.v1"
+
+
+# ---- payload schemas -------------------------------------------------------------------------
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SeedProfile(_Contract):
+    id: str
+    version: int
+    title: str
+    description: str
+    keywords: list[str]
+    fields: list[str]
+    owner_org: str
+    owner_type: OwnerType
+    prefecture: str
+    offers: list[CollaborationForm]
+    language: Language
+    status: ProfileStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class NeedProfile(_Contract):
+    id: str
+    version: int
+    title: str
+    description: str
+    keywords: list[str]
+    fields: list[str]
+    company_name: str
+    company_size: CompanySize
+    prefecture: str
+    wanted_forms: list[CollaborationForm]
+    confidentiality: Confidentiality
+    language: Language
+    status: ProfileStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class SeedCreated(_Contract):
+    seed: SeedProfile
+
+
+class NeedCreated(_Contract):
+    need: NeedProfile
+
+
+class SeedSummary(_Contract):
+    id: str
+    title: str
+    owner_org: str
+    owner_type: OwnerType
+    prefecture: str
+    offers: list[CollaborationForm]
+
+
+class NeedSummary(_Contract):
+    """What a pairing tells about a need. For a confidential need the title is a redacted summary."""
+
+    id: str
+    title: str
+    prefecture: str
+    office_id: str
+    company_size: CompanySize
+    confidentiality: Confidentiality
+
+
+class Explanation(_Contract):
+    shared_terms: list[str] = Field(default_factory=list)
+    shared_fields: list[str] = Field(default_factory=list)
+
+
+class Pairing(_Contract):
+    pairing_id: str
+    rank: int
+    score: float
+    seed: SeedSummary
+    need: NeedSummary
+    explanation: Explanation
+
+
+class PairingsProposed(_Contract):
+    """One regional office's ranked list, caused by a new seed or need (the trigger)."""
+
+    office_id: str
+    trigger_kind: Literal["seed", "need"]
+    trigger_id: str
+    pairings: list[Pairing]
+
+
+EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
+    EventType.seed_created: SeedCreated,
+    EventType.need_created: NeedCreated,
+    EventType.pairings_proposed: PairingsProposed,
+}
+
+EVENT_TOPICS: dict[EventType, Topic] = {
+    EventType.seed_created: Topic.seeds,
+    EventType.need_created: Topic.needs,
+    EventType.pairings_proposed: Topic.pairings,
+}
+
+
+# ---- envelope --------------------------------------------------------------------------------
+
+
+class InvalidEvent(ValueError):
+    """A record that is not a CloudEvent of a known type with a valid payload."""
+
+
+class Envelope(_Contract):
+    id: str
+    source: str
+    type: str
+    specversion: str = SPEC_VERSION
+    time: datetime
+    subject: str
+    datacontenttype: str = JSON_CONTENT_TYPE
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, event_type: EventType, source: str, subject: str, data: BaseModel) -> Envelope:
+        """A new event with a fresh id; ``subject`` is the aggregate id and becomes the Kafka key."""
+        if not isinstance(data, EVENT_SCHEMAS[event_type]):
+            raise TypeError(f"{event_type} carries {EVENT_SCHEMAS[event_type].__name__}")
+        return cls(
+            id=new_id("evt"),
+            source=source,
+            type=event_type.value,
+            time=datetime.now(UTC),
+            subject=subject,
+            data=data.model_dump(mode="json"),
+        )
+
+    @property
+    def topic(self) -> Topic:
+        return EVENT_TOPICS[EventType(self.type)]
+
+    def payload(self) -> BaseModel:
+        """The data parsed with the schema of its type."""
+        try:
+            return EVENT_SCHEMAS[EventType(self.type)].model_validate(self.data)
+        except (ValueError, ValidationError) as error:
+            raise InvalidEvent(f"{self.type}: {error}") from error
+
+    def to_kafka(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        """Binary content mode: (key, value, headers)."""
+        headers = [
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_specversion", self.specversion.encode()),
+            ("ce_time", self.time.isoformat().encode()),
+            ("ce_subject", self.subject.encode()),
+            ("content-type", self.datacontenttype.encode()),
+        ]
+        value = json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
+        return self.subject.encode(), value, headers
+
+    @classmethod
+    def from_kafka(
+        cls, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | tuple
+    ) -> Envelope:
+        """Parse a binary-mode record; raises InvalidEvent naming what is wrong."""
+        attrs = {name: raw.decode("utf-8", "replace") for name, raw in headers if raw is not None}
+        missing = [h for h in ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time") if h not in attrs]
+        if missing:
+            raise InvalidEvent(f"missing CloudEvents headers: {', '.join(missing)}")
+        if attrs["ce_specversion"] != SPEC_VERSION:
+            raise InvalidEvent(f"unsupported specversion {attrs['ce_specversion']}")
+        if attrs["ce_type"] not in EventType._value2member_map_:
+            raise InvalidEvent(f"unknown event type {attrs['ce_type']}")
+        try:
+            data = json.loads(value or b"null")
+        except ValueError as error:
+            raise InvalidEvent(f"body is not JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise InvalidEvent("body is not a JSON object")
+        try:
+            envelope = cls(
+                id=attrs["ce_id"],
+                source=attrs["ce_source"],
+                type=attrs["ce_type"],
+                specversion=attrs["ce_specversion"],
+                time=attrs["ce_time"],
+                subject=attrs.get("ce_subject") or (key or b"").decode(),
+                datacontenttype=attrs.get("content-type", JSON_CONTENT_TYPE),
+                data=data,
+            )
+        except ValidationError as error:
+            raise InvalidEvent(str(error)) from error
+        envelope.payload()  # validate the data against its schema now, not in the handler
+        return envelope
+
+    def to_structured(self) -> dict[str, Any]:
+        """Structured content mode (one JSON object), as webhooks carry it."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,81 @@
+"""What the seeds and needs registries share: create with outbox event and idempotency, list pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, select
+
+from shared.auth import Principal
+from shared.db import Database
+from shared.events import Envelope
+from shared.idempotency import find_replay, idempotency_scope, remember, request_fingerprint
+from shared.outbox import record_event
+
+EntityT = TypeVar("EntityT", bound=SQLModel)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_with_event(
+    db: Database,
+    *,
+    principal: Principal,
+    route: str,
+    idempotency_key: str | None,
+    request_body: BaseModel,
+    build: Callable[[], EntityT],
+    public: Callable[[EntityT], BaseModel],
+    event: Callable[[EntityT], Envelope],
+    location: Callable[[EntityT], str],
+) -> JSONResponse:
+    """Insert an entity and its event in one transaction; replay the first answer for a reused key."""
+    scope = idempotency_scope(principal.key_id, route, idempotency_key) if idempotency_key else None
+    fingerprint = request_fingerprint(request_body.model_dump(mode="json"))
+    for _attempt in range(2):
+        try:
+            with db.session() as session:
+                if scope:
+                    replay = find_replay(session, scope, fingerprint)
+                    if replay is not None:
+                        body = json.loads(replay.response_body)
+                        return JSONResponse(
+                            body, status_code=replay.status_code,
+                            headers={"Idempotent-Replayed": "true", "Location": f"{route}/{body['id']}"},
+                        )
+                entity = build()
+                session.add(entity)
+                record_event(session, event(entity))
+                body = public(entity).model_dump(mode="json")
+                if scope:
+                    remember(session, scope, fingerprint, 201, body)
+            return JSONResponse(body, status_code=201, headers={"Location": location(entity)})
+        except IntegrityError:
+            if not scope:
+                raise
+            # A concurrent request with the same key won the race: replay its answer.
+    raise RuntimeError("idempotent create did not settle")
+
+
+def list_rows(
+    session: Session,
+    model: type[EntityT],
+    *,
+    after_id: str | None,
+    limit: int,
+    filters: Sequence[Any] = (),
+) -> list[EntityT]:
+    """Up to ``limit + 1`` rows in id (= creation) order after the cursor."""
+    id_column = col(model.id)  # type: ignore[attr-defined]
+    statement = select(model).where(*filters).order_by(id_column).limit(limit + 1)
+    if after_id:
+        statement = statement.where(id_column > after_id)
+    return list(session.exec(statement).all())

@@ -1,0 +1,199 @@
+"""The shape every service shares: app factory, lifespan (db, relay, consumers), health, serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import SQLModel
+
+from shared.auth import CurrentPrincipal, Role, mint_api_key, require_role
+from shared.db import Database
+from shared.errors import BodySizeLimit, install_problem_handlers, problem_response
+from shared.idempotency import IdempotencyRecord
+from shared.inbox import INBOX_TABLES
+from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
+from shared.outbox import OutboxEvent, OutboxRelay
+from shared.settings import ServiceSettings
+from shared.telemetry import instrument_engine, instrument_fastapi, setup_telemetry, shutdown_telemetry
+
+log = logging.getLogger(__name__)
+
+COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, *INBOX_TABLES]
+
+
+@dataclass
+class Subscription:
+    """Topics a service consumes and the handler applied to each event, in one consumer group."""
+
+    topics: list[str]
+    group_id: str
+    handler: EventHandler
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: reachable from routes as ``request.app.state.runtime``."""
+
+    settings: ServiceSettings
+    db: Database
+    publisher: EventPublisher
+    relay: OutboxRelay
+    consumers: list[EventConsumer] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Hook = Callable[[Runtime], Awaitable[None]]
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    description: str,
+    tables: Sequence[type[SQLModel]],
+    routers: Sequence[APIRouter],
+    subscriptions: Callable[[Runtime], list[Subscription]] = lambda _: [],
+    on_startup: Sequence[Hook] = (),
+    background: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """Build a service: its routes, health checks, problem errors, telemetry and event plumbing.
+
+    Start order: database tables, ``on_startup`` hooks (e.g. rebuild an index), outbox relay,
+    consumers, ``background`` tasks. Shutdown cancels them in reverse and flushes telemetry.
+    """
+    name = settings.service_name
+    configure_logging(settings.log_level)
+    setup_telemetry(name, settings.otlp_endpoint, settings.trace_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url, [*COMMON_TABLES, *tables])
+        instrument_engine(db.engine)
+        await asyncio.to_thread(db.create_tables)
+        publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=f"matchnet-{name}")
+        relay = OutboxRelay(db, publisher.send, poll_interval_s=settings.outbox_poll_interval_s)
+        runtime = Runtime(settings=settings, db=db, publisher=publisher, relay=relay)
+        app.state.runtime = runtime
+        try:
+            await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+        except Exception as error:  # the relay and consumers retry; the API serves meanwhile
+            log.warning("%s: could not ensure topics at start (%s)", name, error)
+        for hook in on_startup:
+            await hook(runtime)
+        runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{name}-outbox-relay"))
+        for sub in subscriptions(runtime):
+            consumer = EventConsumer(
+                db=db, topics=sub.topics, group_id=sub.group_id, handler=sub.handler,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            )
+            runtime.consumers.append(consumer)
+            runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-consume-{sub.group_id}"))
+        for task_factory in background:
+            runtime.tasks.append(asyncio.create_task(task_factory(runtime)))
+        log.info("%s ready on %s:%s (%s)", name, settings.host, settings.port, db.backend)
+        try:
+            yield
+        finally:
+            for task in reversed(runtime.tasks):
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            for hook in on_shutdown:
+                await hook(runtime)
+            await publisher.stop()
+            db.dispose()
+            shutdown_telemetry()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(_health_router())
+    app.include_router(_keys_router())
+    for router in routers:
+        app.include_router(router)
+    instrument_fastapi(app)
+    return app
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/readyz", summary="Database and broker reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(runtime.db.ping)
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unreachable: {type(error).__name__}"
+        checks["broker"] = "ok" if await runtime.publisher.broker_reachable() else "unreachable"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        response = problem_response(503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()))
+        return response
+
+    return router
+
+
+def _keys_router() -> APIRouter:
+    from pydantic import BaseModel, ConfigDict
+
+    class ApiKeyCreate(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        role: Role
+        office_id: str | None = None
+        partner_id: str | None = None
+
+    router = APIRouter(tags=["api keys"])
+
+    @router.post("/v1/api-keys", status_code=201, summary="Mint an API key (admin)")
+    async def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, request: Request) -> dict[str, str]:
+        require_role(principal, Role.admin)
+        try:
+            key = mint_api_key(
+                request.app.state.settings.signing_secret, body.role, body.office_id, body.partner_id
+            )
+        except ValueError as error:
+            from shared.errors import Problem
+
+            raise Problem(422, "Validation failed", str(error), kind="validation",
+                          errors=[{"field": "office_id" if body.role == Role.office else "partner_id",
+                                   "message": "required for this role and must be known"}]) from None
+        return {"api_key": key, "role": body.role}
+
+    return router
+
+
+def serve(app_path: str, settings: ServiceSettings) -> None:
+    """Run one service with uvicorn on its configured host and port."""
+    import uvicorn
+
+    uvicorn.run(app_path, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False)

@@ -1,0 +1,67 @@
+"""Settings from environment variables, one prefix for the whole network: ``MATCHNET_``.
+
+Network-wide settings (broker, data directory, keys, telemetry) are read from ``MATCHNET_<NAME>``;
+a service's own settings (port, database) from ``MATCHNET_<SERVICE>_<NAME>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# One place for every default port.
+DEFAULT_PORTS: dict[str, int] = {"seeds": 8001, "needs": 8002, "matcher": 8003, "notifications": 8004}
+DEFAULT_BROKER_PORT = 9092
+
+
+def _common(name: str, *extra: str) -> AliasChoices:
+    return AliasChoices(f"MATCHNET_{name.upper()}", *extra)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service reads. Subclasses set ``service_name`` and their own env prefix."""
+
+    service_name: ClassVar[str] = "service"
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(Path(".data"), validation_alias=_common("data_dir"))
+    kafka_bootstrap_servers: str = Field(
+        f"127.0.0.1:{DEFAULT_BROKER_PORT}", validation_alias=_common("kafka_bootstrap_servers")
+    )
+    # The embedded broker answers a waiting fetch only when this expires: keep it low.
+    kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
+    kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    log_level: str = Field("INFO", validation_alias=_common("log_level"))
+    bootstrap_admin_key: str | None = Field(None, validation_alias=_common("bootstrap_admin_key"))
+    # Signs the API keys minted by admins; every service must share it.
+    auth_secret: str | None = Field(None, validation_alias=_common("auth_secret"))
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("MATCHNET_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    # Writes every finished span as one JSON line to this file (tests, local debugging).
+    trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
+    outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
+    dev_mode: bool = Field(True, validation_alias=_common("dev_mode"))
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    database_url: str | None = None
+
+    def model_post_init(self, __context: object) -> None:
+        if self.port == 0:
+            self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or a SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
+
+    @property
+    def signing_secret(self) -> str:
+        """The secret that signs API keys: explicit, else derived from the bootstrap admin key."""
+        return self.auth_secret or self.bootstrap_admin_key or "matchnet-dev-insecure-secret"
