@@ -70,7 +70,7 @@ class NeedProfile(_Contract):
     description: str
     keywords: list[str]
     fields: list[str]
-    company_name: str
+    company_name: str | None  # None where the reader may not see it
     company_size: CompanySize
     prefecture: str
     wanted_forms: list[CollaborationForm]

@@ -1,0 +1,1 @@
+"""The needs registry: companies' technical problems and missing capabilities."""

@@ -1,0 +1,5 @@
+from shared.service import serve
+
+from .settings import NeedsSettings
+
+serve("services.needs.app:app", NeedsSettings())

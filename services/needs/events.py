@@ -1,0 +1,1 @@
+"""The needs service consumes no events; it publishes ``need.*`` through its outbox (see domain)."""
