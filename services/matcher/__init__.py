@@ -1,0 +1,1 @@
+"""The matcher: ranks seeds against needs and publishes each regional office's pairings."""

@@ -1,0 +1,241 @@
+"""Ranking: an in-memory index of open seeds and needs, a first honest scorer, pairing lists.
+
+No HTTP, no Kafka, no database: plain objects, easy to test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shared.events import (
+    Explanation,
+    NeedProfile,
+    NeedSummary,
+    Pairing,
+    PairingsProposed,
+    SeedProfile,
+    SeedSummary,
+)
+from shared.reference import Confidentiality, ProfileStatus, office_id_for
+
+from .analysis import normalise, shared_phrases, term_counts
+
+# Every weight of the score, in one place.
+TEXT_WEIGHT = 0.75
+FIELD_WEIGHT = 0.25
+TITLE_REPEAT = 2  # title and keywords count twice as much as the description
+MAX_EXPLAINED_TERMS = 6
+
+Kind = Literal["seed", "need"]
+
+
+@dataclass
+class Document:
+    """One indexed profile: its term frequencies, fields and the profile itself."""
+
+    id: str
+    kind: Kind
+    counts: Counter[str]
+    fields: frozenset[str]
+    keywords: tuple[str, ...]
+    profile: SeedProfile | NeedProfile
+    norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    seed_id: str
+    need_id: str
+    score: float
+    explanation: Explanation
+
+
+def _document_of(profile: SeedProfile | NeedProfile, kind: Kind) -> Document:
+    keywords = " ".join(profile.keywords)
+    counts = term_counts(
+        (profile.title, TITLE_REPEAT), (keywords, TITLE_REPEAT), (profile.description, 1)
+    )
+    return Document(
+        id=profile.id, kind=kind, counts=counts, fields=frozenset(profile.fields),
+        keywords=tuple(profile.keywords), profile=profile,
+    )
+
+
+@dataclass
+class ProfileIndex:
+    """Open seeds and needs with an inverted index per kind; TF-IDF cosine plus field overlap."""
+
+    documents: dict[str, Document] = field(default_factory=dict)
+    postings: dict[Kind, dict[str, set[str]]] = field(
+        default_factory=lambda: {"seed": defaultdict(set), "need": defaultdict(set)}
+    )
+    document_frequency: Counter[str] = field(default_factory=Counter)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + (1 + len(self.documents)) / (1 + self.document_frequency[term]))
+
+    def upsert(self, profile: SeedProfile | NeedProfile) -> None:
+        """Add or replace a profile; a profile that is not open leaves the index."""
+        kind: Kind = "seed" if isinstance(profile, SeedProfile) else "need"
+        with self._lock:
+            previous = self.documents.get(profile.id)
+            if previous is not None and previous.profile.version > profile.version:
+                return  # an older event arriving late
+            self.remove(profile.id)
+            if profile.status != ProfileStatus.open:
+                return
+            document = _document_of(profile, kind)
+            self.documents[document.id] = document
+            for term in document.counts:
+                self.postings[kind][term].add(document.id)
+                self.document_frequency[term] += 1
+            document.norm = self._norm(document.counts)
+
+    def remove(self, profile_id: str) -> None:
+        with self._lock:
+            document = self.documents.pop(profile_id, None)
+            if document is None:
+                return
+            for term in document.counts:
+                self.postings[document.kind][term].discard(profile_id)
+                self.document_frequency[term] -= 1
+
+    def _norm(self, counts: Counter[str]) -> float:
+        return math.sqrt(sum((tf * self.idf(t)) ** 2 for t, tf in counts.items())) or 1.0
+
+    def rank(self, profile_id: str, limit: int, min_score: float) -> list[Candidate]:
+        """The best profiles of the other kind for ``profile_id``, best first."""
+        with self._lock:
+            query = self.documents.get(profile_id)
+            if query is None:
+                return []
+            other: Kind = "need" if query.kind == "seed" else "seed"
+            query_norm = self._norm(query.counts)
+            dot: dict[str, float] = defaultdict(float)
+            for term, tf in query.counts.items():
+                idf = self.idf(term)
+                for doc_id in self.postings[other].get(term, ()):
+                    dot[doc_id] += tf * idf * self.documents[doc_id].counts[term] * idf
+            # Documents sharing only fields are candidates too.
+            if query.fields:
+                for doc in self.documents.values():
+                    if doc.kind == other and doc.fields & query.fields:
+                        dot.setdefault(doc.id, 0.0)
+            candidates = []
+            for doc_id, product in dot.items():
+                doc = self.documents[doc_id]
+                text = product / (query_norm * doc.norm)
+                union = query.fields | doc.fields
+                fields = len(query.fields & doc.fields) / len(union) if union else 0.0
+                score = TEXT_WEIGHT * text + FIELD_WEIGHT * fields
+                if score < min_score:
+                    continue
+                seed, need = (query, doc) if query.kind == "seed" else (doc, query)
+                candidates.append(
+                    Candidate(seed.id, need.id, round(score, 4), self._explain(seed, need))
+                )
+            candidates.sort(key=lambda c: (-c.score, c.seed_id if query.kind == "need" else c.need_id))
+            return candidates[:limit]
+
+    def _explain(self, seed: Document, need: Document) -> Explanation:
+        """Shared keywords in their original script first, then the heaviest shared terms."""
+        need_text = normalise(f"{need.profile.title} {' '.join(need.keywords)} {need.profile.description}")
+        seed_text = normalise(f"{seed.profile.title} {' '.join(seed.keywords)} {seed.profile.description}")
+        shared: list[str] = []
+        for keyword in (*seed.keywords, *need.keywords):
+            folded = normalise(keyword)
+            if folded in need_text and folded in seed_text and keyword not in shared:
+                shared.append(keyword)
+        common = seed.counts.keys() & need.counts.keys()
+        for phrase in shared_phrases(need_text, common):
+            if len(shared) >= MAX_EXPLAINED_TERMS:
+                break
+            if not any(phrase in normalise(s) for s in shared):
+                shared.append(phrase)
+        return Explanation(
+            shared_terms=shared[:MAX_EXPLAINED_TERMS], shared_fields=sorted(seed.fields & need.fields)
+        )
+
+    def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
+        document = self.documents.get(profile_id)
+        return document.profile if document else None
+
+
+def pairing_id(seed_id: str, need_id: str) -> str:
+    """Stable per (seed, need): feedback and redeliveries refer to the same pairing."""
+    return "pair_" + hashlib.sha256(f"{seed_id}|{need_id}".encode()).hexdigest()[:24]
+
+
+def need_office(need: NeedProfile) -> str:
+    return office_id_for(need.prefecture)
+
+
+def seed_summary(seed: SeedProfile) -> SeedSummary:
+    return SeedSummary.model_validate(seed, from_attributes=True)
+
+
+def need_summary(need: NeedProfile) -> NeedSummary:
+    """What may leave the matcher about a need: a confidential need's text never does."""
+    title = need.title
+    if need.confidentiality == Confidentiality.confidential:
+        fields = ", ".join(need.fields) or "-"
+        title = f"非公開のニーズ / confidential need (fields: {fields})"
+    return NeedSummary(
+        id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
+        company_size=need.company_size, confidentiality=need.confidentiality,
+    )
+
+
+def build_pairings(index: ProfileIndex, candidates: list[Candidate]) -> list[Pairing]:
+    """Pairings ranked 1..n in the order of ``candidates``."""
+    pairings = []
+    for rank, candidate in enumerate(candidates, start=1):
+        seed = index.profile(candidate.seed_id)
+        need = index.profile(candidate.need_id)
+        assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
+        pairings.append(
+            Pairing(
+                pairing_id=pairing_id(seed.id, need.id), rank=rank, score=candidate.score,
+                seed=seed_summary(seed), need=need_summary(need), explanation=candidate.explanation,
+            )
+        )
+    return pairings
+
+
+def proposals_for_need(index: ProfileIndex, need_id: str, limit: int, min_score: float) -> list[PairingsProposed]:
+    """A new need: its office gets the ranked seeds (nothing if no seed qualifies)."""
+    need = index.profile(need_id)
+    candidates = index.rank(need_id, limit, min_score)
+    if not isinstance(need, NeedProfile) or not candidates:
+        return []
+    return [
+        PairingsProposed(
+            office_id=need_office(need), trigger_kind="need", trigger_id=need_id,
+            pairings=build_pairings(index, candidates),
+        )
+    ]
+
+
+def proposals_for_seed(index: ProfileIndex, seed_id: str, limit: int, min_score: float) -> list[PairingsProposed]:
+    """A new seed: every office whose needs are in the top list gets its own ranked list."""
+    by_office: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in index.rank(seed_id, limit, min_score):
+        need = index.profile(candidate.need_id)
+        assert isinstance(need, NeedProfile)
+        by_office[need_office(need)].append(candidate)
+    return [
+        PairingsProposed(
+            office_id=office, trigger_kind="seed", trigger_id=seed_id,
+            pairings=build_pairings(index, candidates),
+        )
+        for office, candidates in sorted(by_office.items())
+    ]

@@ -1,0 +1,113 @@
+"""The matcher's event handling: keep the index in step with seeds and needs, publish pairings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import httpx
+from opentelemetry import trace
+from sqlmodel import Session
+
+from shared.events import (
+    Envelope,
+    EventType,
+    NeedCreated,
+    NeedProfile,
+    PairingsProposed,
+    SeedCreated,
+    SeedProfile,
+)
+from shared.kafka import EventHandler
+from shared.outbox import record_event
+
+from .domain import ProfileIndex, proposals_for_need, proposals_for_seed
+from .models import PairingRecord
+from .settings import MatcherSettings
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+EVENT_SOURCE = "/matchnet/matcher"
+
+
+def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler:
+    """Apply a seed or need event to the index and publish the pairings it causes, in one transaction."""
+
+    def handle(session: Session, envelope: Envelope) -> None:
+        payload = envelope.payload()
+        with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": envelope.subject}) as span:
+            if isinstance(payload, SeedCreated):
+                index.upsert(payload.seed)
+                proposals = proposals_for_seed(index, payload.seed.id, settings.top_k, settings.min_score)
+            elif isinstance(payload, NeedCreated):
+                index.upsert(payload.need)
+                proposals = proposals_for_need(index, payload.need.id, settings.top_k, settings.min_score)
+            else:
+                return
+            span.set_attribute("matchnet.index_size", len(index))
+            span.set_attribute("matchnet.offices", len(proposals))
+        for proposal in proposals:
+            store_pairings(session, proposal)
+            record_event(
+                session,
+                Envelope.wrap(EventType.pairings_proposed, EVENT_SOURCE, proposal.office_id, proposal),
+            )
+
+    return handle
+
+
+def store_pairings(session: Session, proposal: PairingsProposed) -> None:
+    now = datetime.now(UTC)
+    for pairing in proposal.pairings:
+        record = session.get(PairingRecord, pairing.pairing_id)
+        if record is None:
+            record = PairingRecord(
+                pairing_id=pairing.pairing_id, seed_id=pairing.seed.id, need_id=pairing.need.id,
+                office_id=pairing.need.office_id, score=pairing.score, pairing={},
+            )
+        record.score = pairing.score
+        record.pairing = pairing.model_dump(mode="json")
+        record.updated_at = now
+        session.add(record)
+
+
+async def rebuild_index(index: ProfileIndex, settings: MatcherSettings) -> None:
+    """Load every open seed and need from the registries (paginated, retried) into the index."""
+    api_key = settings.api_key or settings.bootstrap_admin_key
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    deadline = asyncio.get_running_loop().time() + settings.rebuild_timeout_s
+    async with httpx.AsyncClient(headers=headers, timeout=10.0) as client:
+        for base_url, resource, model in (
+            (settings.seeds_url, "seeds", SeedProfile),
+            (settings.needs_url, "needs", NeedProfile),
+        ):
+            cursor: str | None = None
+            loaded = 0
+            while True:
+                params: dict[str, str | int] = {"status": "open", "limit": 200}
+                if cursor:
+                    params["cursor"] = cursor
+                page = await _get_with_retry(client, f"{base_url}/v1/{resource}", params, deadline)
+                for item in page["items"]:
+                    index.upsert(model.model_validate(item))  # type: ignore[attr-defined]
+                    loaded += 1
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+            log.info("matcher: index rebuilt with %d %s", loaded, resource)
+
+
+async def _get_with_retry(client: httpx.AsyncClient, url: str, params: dict, deadline: float) -> dict:
+    backoff = 0.1
+    while True:
+        try:
+            response = await client.get(url, params=params)
+            response.raise_for_status()
+            return response.json()  # type: ignore[no-any-return]
+        except (httpx.HTTPError, ValueError) as error:
+            if asyncio.get_running_loop().time() + backoff > deadline:
+                raise RuntimeError(f"index rebuild: {url} unavailable: {error}") from error
+            log.warning("matcher: %s not available yet (%s), retrying", url, error)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

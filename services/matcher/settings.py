@@ -1,0 +1,21 @@
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import DEFAULT_PORTS, ServiceSettings
+
+
+class MatcherSettings(ServiceSettings):
+    """``MATCHNET_MATCHER_*``: where the registries are, how many pairings to publish."""
+
+    service_name: ClassVar[str] = "matcher"
+    model_config = SettingsConfigDict(env_prefix="MATCHNET_MATCHER_", extra="ignore", populate_by_name=True)
+
+    seeds_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['seeds']}"
+    needs_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['needs']}"
+    # Credential for the index rebuild; defaults to the bootstrap admin key.
+    api_key: str | None = None
+    top_k: int = Field(10, ge=1, le=100)
+    min_score: float = Field(0.05, ge=0, le=1)
+    rebuild_timeout_s: float = Field(60.0, gt=0)
