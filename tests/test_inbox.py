@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from sqlmodel import Field, Session, SQLModel, select
+
+from shared.db import Database
+from shared.events import Envelope, EventType, NeedCreated
+from shared.inbox import INBOX_TABLES, DeadLetterEvent, InboxEvent
+from shared.kafka import EventConsumer
+from tests.factories import need_profile
+
+
+class NoticedNeed(SQLModel, table=True):
+    """The effect of the test handler: one row per handled event."""
+
+    __tablename__ = "test_noticed_need"
+    id: int | None = Field(default=None, primary_key=True)
+    need_id: str
+
+
+def notice_need(session: Session, envelope: Envelope) -> None:
+    session.add(NoticedNeed(need_id=envelope.subject))
+
+
+@pytest.fixture
+def consumer(tmp_path: Path) -> EventConsumer:
+    db = Database(f"sqlite:///{tmp_path / 'inbox.db'}", [*INBOX_TABLES, NoticedNeed])
+    db.create_tables()
+    yield EventConsumer(db=db, topics=["matchnet.needs"], group_id="test", handler=notice_need,
+                        bootstrap_servers="127.0.0.1:1")
+    db.dispose()
+
+
+def record_of(envelope: Envelope, offset: int = 0) -> ConsumerRecord:
+    key, value, headers = envelope.to_kafka()
+    return ConsumerRecord(
+        topic="matchnet.needs", partition=0, offset=offset, timestamp=0, timestamp_type=0, key=key, value=value,
+        checksum=None, serialized_key_size=len(key), serialized_value_size=len(value), headers=tuple(headers),
+    )
+
+
+async def test_a_redelivered_event_has_no_second_effect(consumer: EventConsumer) -> None:
+    envelope = Envelope.wrap(EventType.need_created, "/n", "need_1", NeedCreated(need=need_profile()))
+
+    await consumer.process(record_of(envelope, offset=0))
+    await consumer.process(record_of(envelope, offset=1))  # same CloudEvents id, delivered again
+
+    with consumer.db.session() as session:
+        assert len(session.exec(select(NoticedNeed)).all()) == 1
+        assert session.get(InboxEvent, envelope.id) is not None
+    assert (consumer.processed_total, consumer.duplicates_total) == (1, 1)
+
+
+async def test_a_failing_handler_leaves_no_inbox_row_so_the_event_is_retried(consumer: EventConsumer) -> None:
+    envelope = Envelope.wrap(EventType.need_created, "/n", "need_2", NeedCreated(need=need_profile("need_2")))
+    calls = 0
+
+    def flaky(session: Session, event: Envelope) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database hiccup")
+        notice_need(session, event)
+
+    consumer.handler = flaky
+    with pytest.raises(RuntimeError):
+        await consumer.process(record_of(envelope))
+    await consumer.process(record_of(envelope))
+    with consumer.db.session() as session:
+        assert [n.need_id for n in session.exec(select(NoticedNeed))] == ["need_2"]
+
+
+async def test_a_record_that_is_not_an_event_is_kept_as_a_dead_letter(consumer: EventConsumer) -> None:
+    envelope = Envelope.wrap(EventType.need_created, "/n", "need_3", NeedCreated(need=need_profile("need_3")))
+    record = record_of(envelope)
+    record.value = b"{broken"
+
+    await consumer.process(record)
+
+    with consumer.db.session() as session:
+        letters = session.exec(select(DeadLetterEvent)).all()
+        assert len(letters) == 1 and "JSON" in letters[0].reason
+        assert session.exec(select(NoticedNeed)).all() == []

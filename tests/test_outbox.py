@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from shared.db import Database
+from shared.events import Envelope, EventType, NeedCreated
+from shared.outbox import OutboxEvent, OutboxRelay, record_event
+from tests.factories import need_profile
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'outbox.db'}", [OutboxEvent])
+    database.create_tables()
+    yield database
+    database.dispose()
+
+
+class RecordingBroker:
+    """Collects what the relay sends; fails the first ``failures`` sends."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, bytes, dict[str, bytes]]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+        self.sent.append((topic, key, dict(headers)))
+
+    def subjects(self) -> list[bytes]:
+        return [key for _, key, _ in self.sent]
+
+
+def write_need_event(db: Database, need_id: str) -> Envelope:
+    envelope = Envelope.wrap(EventType.need_created, "/n", need_id, NeedCreated(need=need_profile(need_id)))
+    with db.session() as session:
+        record_event(session, envelope)
+    return envelope
+
+
+async def test_relay_publishes_rows_in_insertion_order_and_marks_them_sent(db: Database) -> None:
+    broker = RecordingBroker()
+    envelopes = [write_need_event(db, f"need_{i}") for i in range(5)]
+
+    assert await OutboxRelay(db, broker.send).publish_pending() == 5
+
+    assert broker.subjects() == [f"need_{i}".encode() for i in range(5)]
+    assert [h["ce_id"].decode() for _, _, h in broker.sent] == [e.id for e in envelopes]
+    with db.session() as session:
+        assert all(row.published_at is not None for row in session.exec(select(OutboxEvent)))
+
+
+def test_no_event_leaves_for_a_rolled_back_write(db: Database) -> None:
+    envelope = Envelope.wrap(EventType.need_created, "/n", "need_x", NeedCreated(need=need_profile("need_x")))
+    with pytest.raises(RuntimeError), db.session() as session:
+        record_event(session, envelope)
+        raise RuntimeError("the entity write failed")
+    with db.session() as session:
+        assert session.exec(select(OutboxEvent)).all() == []
+
+
+async def test_a_failed_publish_keeps_the_row_and_every_later_one_until_the_broker_returns(db: Database) -> None:
+    broker = RecordingBroker(failures=1)
+    write_need_event(db, "need_a")
+    write_need_event(db, "need_b")
+    relay = OutboxRelay(db, broker.send)
+
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    assert broker.sent == []
+    with db.session() as session:
+        rows = session.exec(select(OutboxEvent).order_by(OutboxEvent.seq)).all()
+        assert [r.published_at for r in rows] == [None, None]
+        assert rows[0].attempts == 1 and "broker unavailable" in (rows[0].last_error or "")
+
+    assert await relay.publish_pending() == 2
+    assert broker.subjects() == [b"need_a", b"need_b"]
+
+
+async def test_running_relay_retries_with_backoff_and_wakes_on_commit(db: Database) -> None:
+    broker = RecordingBroker(failures=3)
+    relay = OutboxRelay(db, broker.send, poll_interval_s=30, initial_backoff_s=0.01)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.05)  # the relay is now waiting (poll interval 30 s): only a wake-up moves it
+        for i in range(3):
+            await asyncio.to_thread(write_need_event, db, f"need_{i}")
+        async with asyncio.timeout(5):
+            while len(broker.sent) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert broker.subjects() == [b"need_0", b"need_1", b"need_2"]
+
+
+async def test_relay_carries_the_trace_context_of_the_write_into_kafka_headers(db: Database) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("POST /v1/needs") as span:
+        write_need_event(db, "need_t")
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    broker = RecordingBroker()
+    await OutboxRelay(db, broker.send).publish_pending()
+    traceparent = broker.sent[0][2]["traceparent"].decode()
+    assert traceparent.split("-")[1] == trace_id
+    with db.session() as session:
+        row = session.exec(select(OutboxEvent)).one()
+        assert json.loads(row.envelope)["subject"] == "need_t"
