@@ -1,15 +1,28 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from sqlmodel import col, select
 
 from shared.auth import CurrentPrincipal
 from shared.events import Pairing
 from shared.service import runtime_of
 
+from .domain import ProfileIndex
 from .models import PairingRecord
 
 router = APIRouter(prefix="/v1", tags=["pairings"])
+
+
+class IndexStats(BaseModel):
+    seeds: int
+    needs: int
+
+
+@router.get("/index", response_model=IndexStats, summary="How many open seeds and needs the index holds")
+def index_stats(principal: CurrentPrincipal, request: Request) -> IndexStats:
+    index: ProfileIndex = runtime_of(request).extras["index"]
+    return IndexStats(**index.counts())
 
 
 def _ranked(records: list[PairingRecord]) -> list[Pairing]:

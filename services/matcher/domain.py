@@ -80,6 +80,11 @@ class ProfileIndex:
     def __len__(self) -> int:
         return len(self.documents)
 
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            seeds = sum(1 for d in self.documents.values() if d.kind == "seed")
+            return {"seeds": seeds, "needs": len(self.documents) - seeds}
+
     def idf(self, term: str) -> float:
         return math.log(1 + (1 + len(self.documents)) / (1 + self.document_frequency[term]))
 

@@ -1,0 +1,191 @@
+"""The whole network on real parts: the broker and four services as processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from matchnet.network import LocalNetwork
+from standardwebhooks.webhooks import Webhook
+
+from shared.events import Envelope, EventType, NeedCreated
+from shared.kafka import EventPublisher
+from tests.e2e_support import (
+    ReceivedWebhook,
+    WebhookReceiver,
+    postgres_admin_url,
+    postgres_databases,
+    read_spans,
+    wait_for,
+    webhook_receiver,
+)
+from tests.factories import NEED_BODY, SEED_BODY, need_profile
+
+pytestmark = pytest.mark.e2e
+
+DELIVERY_DEADLINE_S = 20.0
+QUIET_PERIOD_S = 1.5  # long enough for a duplicate to have arrived (each hop takes milliseconds)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def network(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalNetwork]:
+    if request.param == "postgres":
+        admin_url = postgres_admin_url()
+        if admin_url is None:
+            pytest.skip("MATCHNET_TEST_POSTGRES_URL is not set (.ci/run sets it when PostgreSQL answers)")
+        with postgres_databases(admin_url) as database_urls, _started(tmp_path, database_urls) as net:
+            yield net
+    else:
+        with _started(tmp_path, None) as net:
+            yield net
+
+
+class _started:
+    def __init__(self, tmp_path: Path, database_urls: dict[str, str] | None) -> None:
+        self.net = LocalNetwork(
+            data_dir=tmp_path / "data", free_ports=True, database_urls=database_urls,
+            trace_file=tmp_path / "spans.jsonl", log_dir=tmp_path / "logs",
+        )
+
+    def __enter__(self) -> LocalNetwork:
+        try:
+            self.net.start()
+        except BaseException:
+            self.net.stop()
+            raise
+        return self.net
+
+    def __exit__(self, *exc: object) -> None:
+        self.net.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as r:
+        yield r
+
+
+def client(net: LocalNetwork, service: str, **headers: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=net.urls[service], timeout=10.0,
+        headers={"Authorization": f"Bearer {net.admin_key}", **headers},
+    )
+
+
+def subscribe_office(net: LocalNetwork, receiver: WebhookReceiver, prefecture: str) -> str:
+    with client(net, "notifications") as notifications:
+        response = notifications.post(
+            "/v1/subscriptions", json={"kind": "office", "prefecture": prefecture, "url": receiver.url}
+        )
+    assert response.status_code == 201, response.text
+    secret = response.json()["secret"]
+    assert secret.startswith("whsec_")
+    return secret
+
+
+def the_only_delivery_for(receiver: WebhookReceiver, need_id: str) -> ReceivedWebhook:
+    wait_for(lambda: receiver.for_need(need_id), DELIVERY_DEADLINE_S, f"a webhook for {need_id}")
+    time.sleep(QUIET_PERIOD_S)  # not waiting for a thing: giving a duplicate the time to show up
+    deliveries = receiver.for_need(need_id)
+    assert len(deliveries) == 1, f"{len(deliveries)} deliveries for {need_id}"
+    return deliveries[0]
+
+
+def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_post(
+    network: LocalNetwork, receiver: WebhookReceiver
+) -> None:
+    secret = subscribe_office(network, receiver, prefecture=NEED_BODY["prefecture"])
+    with client(network, "seeds") as seeds:
+        seed = seeds.post("/v1/seeds", json=SEED_BODY)
+    assert seed.status_code == 201, seed.text
+    seed_id = seed.json()["id"]
+
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    with client(network, "needs", traceparent=traceparent) as needs:
+        need = needs.post("/v1/needs", json=NEED_BODY)
+    assert need.status_code == 201, need.text
+    need_id = need.json()["id"]
+
+    delivery = the_only_delivery_for(receiver, need_id)
+
+    Webhook(secret).verify(delivery.body, delivery.headers)  # raises if the signature does not verify
+    event = delivery.event
+    assert event["type"] == "jp.matchnet.pairings.proposed.v1"
+    assert event["data"]["office_id"] == "office-13"
+    top = event["data"]["pairings"][0]
+    assert top["need"]["id"] == need_id
+    assert top["seed"]["id"] == seed_id
+    assert top["rank"] == 1 and 0 < top["score"] <= 1
+    assert "排熱" in top["explanation"]["shared_terms"]
+
+    def spans_of_the_trace() -> list[dict] | None:
+        spans = [s for s in read_spans(network.trace_file) if s["trace_id"] == trace_id]
+        services = {s["service"] for s in spans}
+        wanted = {"matchnet-needs", "matchnet-matcher", "matchnet-notifications"}
+        delivered = any(s["kind"] == "CLIENT" and s["service"] == "matchnet-notifications" for s in spans)
+        return spans if wanted <= services and delivered else None
+
+    spans = wait_for(spans_of_the_trace, 10, "spans of the need's trace from needs, matcher and notifications")
+    kinds = {(s["service"], s["kind"]) for s in spans}
+    assert ("matchnet-needs", "SERVER") in kinds
+    assert ("matchnet-needs", "PRODUCER") in kinds
+    assert ("matchnet-matcher", "CONSUMER") in kinds
+    assert ("matchnet-matcher", "PRODUCER") in kinds
+    assert ("matchnet-notifications", "CONSUMER") in kinds
+    consumer = next(s for s in spans if s["service"] == "matchnet-matcher" and s["kind"] == "CONSUMER")
+    assert consumer["attributes"]["messaging.system"] == "kafka"
+    assert consumer["attributes"]["messaging.destination.name"] == "matchnet.needs"
+
+
+def test_a_redelivered_event_causes_no_second_pairing_and_no_second_webhook(
+    network: LocalNetwork, receiver: WebhookReceiver
+) -> None:
+    subscribe_office(network, receiver, prefecture="13")
+    with client(network, "seeds") as seeds:
+        assert seeds.post("/v1/seeds", json=SEED_BODY).status_code == 201
+
+    need = need_profile("need_redelivered_1", prefecture="13")
+    envelope = Envelope.wrap(EventType.need_created, "/matchnet/needs", need.id, NeedCreated(need=need))
+
+    async def send_twice() -> None:
+        publisher = EventPublisher(network.bootstrap_servers, client_id="test-redelivery")
+        try:
+            await publisher.publish(envelope)
+            await publisher.publish(envelope)  # the same CloudEvents id, a second time
+        finally:
+            await publisher.stop()
+
+    asyncio.run(send_twice())
+
+    the_only_delivery_for(receiver, need.id)
+    with client(network, "matcher") as matcher:
+        pairings = matcher.get(f"/v1/needs/{need.id}/pairings").json()
+    assert len(pairings) == 1
+
+
+def test_a_need_posted_while_the_broker_is_down_is_delivered_when_it_returns(
+    network: LocalNetwork, receiver: WebhookReceiver
+) -> None:
+    subscribe_office(network, receiver, prefecture="13")
+    with client(network, "seeds") as seeds:
+        assert seeds.post("/v1/seeds", json=SEED_BODY).status_code == 201
+    with client(network, "matcher") as matcher:
+        # The embedded broker forgets everything on restart: let the matcher see the seed first.
+        wait_for(lambda: matcher.get("/v1/index").json()["seeds"] == 1, 10, "the seed in the matcher's index")
+
+    network.stop_broker()
+    with client(network, "needs") as needs:
+        response = needs.post("/v1/needs", json=NEED_BODY)
+    assert response.status_code == 201, response.text  # accepted: the outbox holds the event
+    need_id = response.json()["id"]
+
+    network.start_broker()  # an empty broker: the embedded one keeps topics in memory
+
+    delivery = wait_for(lambda: receiver.for_need(need_id), 60, "the delivery after the broker came back")
+    assert delivery[0].event["data"]["pairings"][0]["need"]["id"] == need_id
