@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from matchnet.network import LocalNetwork
 from standardwebhooks.webhooks import Webhook
 
+from matchnet.network import LocalNetwork
 from shared.events import Envelope, EventType, NeedCreated
 from shared.kafka import EventPublisher
 from tests.e2e_support import (

@@ -1,0 +1,159 @@
+"""End-to-end latency: a need's POST to its webhook arriving, at a steady rate.
+
+Starts the real network (embedded broker + four services, SQLite by default) on free ports, a
+webhook receiver in this process, subscribes office-13, registers a few seeds, then posts needs
+at ``--rate`` per second for ``--duration`` seconds and prints p50/p90/p99/max.
+
+    .venv/bin/python bench/e2e_latency.py            # 20 needs/s for 30 s
+    .venv/bin/python bench/e2e_latency.py --rate 50 --duration 10 --postgres postgresql://postgres@127.0.0.1/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from matchnet.network import LocalNetwork
+
+SEED_TOPICS = [
+    ("排熱を電気に変える熱電変換シート", "低温排熱から発電できる有機熱電材料", ["energy", "materials"]),
+    ("AI画像検査による外観不良の自動検出", "少量の不良画像で学習できる外観検査AI", ["ai_data", "manufacturing"]),
+    ("Low-power LoRa sensor network for farms", "Soil moisture sensing with solar nodes",
+     ["agriculture_food", "information"]),
+    ("高強度アルミ合金の摩擦攪拌接合", "異種金属を低入熱で接合する技術", ["manufacturing", "materials"]),
+    ("食品の鮮度を判定するにおいセンサー", "揮発成分から鮮度を推定する", ["agriculture_food", "measurement"]),
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def start_receiver(arrivals: dict[str, float]) -> tuple[ThreadingHTTPServer, str]:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            now = time.perf_counter()
+            data = json.loads(body).get("data", {})
+            if data.get("trigger_kind") == "need":
+                with lock:
+                    arrivals.setdefault(data["trigger_id"], now)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
+    headers = {"Authorization": f"Bearer {net.admin_key}"}
+    errors = 0
+    async with httpx.AsyncClient(base_url=net.urls["needs"], headers=headers, timeout=10) as client:
+        async def post(i: int) -> None:
+            nonlocal errors
+            body = {
+                "title": f"工場の排熱を有効活用したい {i}", "description": "鋳造工程の排熱を電気に変えたい",
+                "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "company_size": "sme",
+                "prefecture": "13", "wanted_forms": ["license"], "confidentiality": "members", "language": "ja",
+            }
+            started = time.perf_counter()
+            response = await client.post("/v1/needs", json=body)
+            if response.status_code != 201:
+                errors += 1
+                return
+            sent[response.json()["id"]] = started
+
+        total = int(rate * duration)
+        begin = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(i)))
+            if i and i % int(rate * 5) == 0:
+                print(f"  … {i}/{total} needs posted", flush=True)
+        await asyncio.gather(*tasks)
+    return errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=20.0, help="needs per second (default 20)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server: one database per service")
+    args = parser.parse_args()
+
+    arrivals: dict[str, float] = {}
+    sent: dict[str, float] = {}
+    server, hook_url = start_receiver(arrivals)
+    with tempfile.TemporaryDirectory(prefix="matchnet-bench-") as tmp:
+        database_urls = None
+        pg = None
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' helpers
+            from tests.e2e_support import postgres_databases
+
+            pg = postgres_databases(args.postgres)
+            database_urls = pg.__enter__()
+        net = LocalNetwork(data_dir=Path(tmp) / "data", free_ports=True, database_urls=database_urls,
+                           log_dir=Path(tmp) / "logs", progress=lambda m: print(f"  {m}", flush=True))
+        try:
+            net.start()
+            auth = {"Authorization": f"Bearer {net.admin_key}"}
+            r = httpx.post(f"{net.urls['notifications']}/v1/subscriptions", headers=auth,
+                           json={"kind": "office", "prefecture": "13", "url": hook_url})
+            r.raise_for_status()
+            for title, description, fields in SEED_TOPICS:
+                httpx.post(f"{net.urls['seeds']}/v1/seeds", headers=auth, json={
+                    "title": title, "description": description, "keywords": [], "fields": fields,
+                    "owner_org": "ベンチ大学", "owner_type": "university", "prefecture": "01",
+                    "offers": ["license"], "language": "ja",
+                }).raise_for_status()
+            time.sleep(1.0)  # let the seeds reach the matcher's index before the clock starts
+            print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
+                  f"({'PostgreSQL' if args.postgres else 'SQLite'}, embedded broker)", flush=True)
+            errors = asyncio.run(run_load(net, args.rate, args.duration, sent))
+            deadline = time.perf_counter() + 15
+            while time.perf_counter() < deadline and not sent.keys() <= arrivals.keys():
+                time.sleep(0.05)
+        finally:
+            net.stop()
+            server.shutdown()
+            if pg is not None:
+                pg.__exit__(None, None, None)
+
+    latencies = [(arrivals[nid] - t0) * 1000 for nid, t0 in sent.items() if nid in arrivals]
+    missing = len(sent) - len(latencies)
+    if not latencies:
+        print("no webhook arrived")
+        sys.exit(1)
+    print(f"needs posted: {len(sent)}  POST errors: {errors}  webhooks missing: {missing}")
+    print(
+        "POST → webhook latency ms: "
+        f"p50 {percentile(latencies, 0.50):.1f}  p90 {percentile(latencies, 0.90):.1f}  "
+        f"p99 {percentile(latencies, 0.99):.1f}  max {max(latencies):.1f}  mean {statistics.fmean(latencies):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
