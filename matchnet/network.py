@@ -32,7 +32,7 @@ import httpx
 
 from shared.events import Topic
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS
+from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, sqlite_database_url
 
 SERVICES: tuple[str, ...] = ("seeds", "needs", "matcher", "notifications")
 BROKER = "broker"
@@ -80,11 +80,6 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
         return False
-
-
-def sqlite_url(data_dir: Path, service: str) -> str:
-    """The SQLite database a service uses when given no URL (as ``ServiceSettings.resolved_database_url``)."""
-    return f"sqlite:///{(Path(data_dir) / f'{service}.db').resolve()}"
 
 
 def reset_data_dir(data_dir: Path) -> None:
@@ -206,7 +201,7 @@ class LocalNetwork:
         self.ports: dict[str, int] = {name: wanted_ports.get(name, DEFAULT_PORTS[name]) for name in SERVICES}
         self.broker_port = broker_port if broker_port is not None else DEFAULT_BROKER_PORT
         self.database_urls: dict[str, str] = {
-            name: (database_urls or {}).get(name) or sqlite_url(self.data_dir, name) for name in SERVICES
+            name: (database_urls or {}).get(name) or sqlite_database_url(self.data_dir, name) for name in SERVICES
         }
         self._admin_key = admin_key or ADMIN_KEY_PREFIX + secrets.token_urlsafe(24)
         self.auth_secret = auth_secret

@@ -17,6 +17,11 @@ DEFAULT_PORTS: dict[str, int] = {"seeds": 8001, "needs": 8002, "matcher": 8003, 
 DEFAULT_BROKER_PORT = 9092
 
 
+def sqlite_database_url(data_dir: Path, service_name: str) -> str:
+    """The database a service uses when given no URL: ``<data_dir>/<service>.db``."""
+    return f"sqlite:///{(Path(data_dir) / f'{service_name}.db').resolve()}"
+
+
 def _common(name: str, *extra: str) -> AliasChoices:
     return AliasChoices(f"MATCHNET_{name.upper()}", *extra)
 
@@ -59,7 +64,7 @@ class ServiceSettings(BaseSettings):
         """The configured database URL, or a SQLite file under the data directory."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / f'{self.service_name}.db').resolve()}"
+        return sqlite_database_url(self.data_dir, self.service_name)
 
     @property
     def signing_secret(self) -> str:
