@@ -88,6 +88,16 @@ def subscribe_office(net: LocalNetwork, receiver: WebhookReceiver, prefecture: s
     return secret
 
 
+def register_seed_and_wait_until_indexed(net: LocalNetwork) -> str:
+    """A seed the matcher knows: a need posted afterwards is ranked against it (topics are independent)."""
+    with client(net, "seeds") as seeds:
+        response = seeds.post("/v1/seeds", json=SEED_BODY)
+    assert response.status_code == 201, response.text
+    with client(net, "matcher") as matcher:
+        wait_for(lambda: matcher.get("/v1/index").json()["seeds"] >= 1, 10, "the seed in the matcher's index")
+    return response.json()["id"]
+
+
 def the_only_delivery_for(receiver: WebhookReceiver, need_id: str) -> ReceivedWebhook:
     wait_for(lambda: receiver.for_need(need_id), DELIVERY_DEADLINE_S, f"a webhook for {need_id}")
     time.sleep(QUIET_PERIOD_S)  # not waiting for a thing: giving a duplicate the time to show up
@@ -100,10 +110,7 @@ def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_
     network: LocalNetwork, receiver: WebhookReceiver
 ) -> None:
     secret = subscribe_office(network, receiver, prefecture=NEED_BODY["prefecture"])
-    with client(network, "seeds") as seeds:
-        seed = seeds.post("/v1/seeds", json=SEED_BODY)
-    assert seed.status_code == 201, seed.text
-    seed_id = seed.json()["id"]
+    seed_id = register_seed_and_wait_until_indexed(network)
 
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
@@ -147,8 +154,7 @@ def test_a_redelivered_event_causes_no_second_pairing_and_no_second_webhook(
     network: LocalNetwork, receiver: WebhookReceiver
 ) -> None:
     subscribe_office(network, receiver, prefecture="13")
-    with client(network, "seeds") as seeds:
-        assert seeds.post("/v1/seeds", json=SEED_BODY).status_code == 201
+    register_seed_and_wait_until_indexed(network)
 
     need = need_profile("need_redelivered_1", prefecture="13")
     envelope = Envelope.wrap(EventType.need_created, "/matchnet/needs", need.id, NeedCreated(need=need))
@@ -173,11 +179,8 @@ def test_a_need_posted_while_the_broker_is_down_is_delivered_when_it_returns(
     network: LocalNetwork, receiver: WebhookReceiver
 ) -> None:
     subscribe_office(network, receiver, prefecture="13")
-    with client(network, "seeds") as seeds:
-        assert seeds.post("/v1/seeds", json=SEED_BODY).status_code == 201
-    with client(network, "matcher") as matcher:
-        # The embedded broker forgets everything on restart: let the matcher see the seed first.
-        wait_for(lambda: matcher.get("/v1/index").json()["seeds"] == 1, 10, "the seed in the matcher's index")
+    # The embedded broker forgets everything on restart: let the matcher see the seed first.
+    register_seed_and_wait_until_indexed(network)
 
     network.stop_broker()
     with client(network, "needs") as needs:
