@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="needs per second (default 20)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server: one database per service")
+    parser.add_argument("--trace-file", type=Path, help="write every service's spans to this JSON-lines file")
     args = parser.parse_args()
 
     arrivals: dict[str, float] = {}
@@ -115,8 +116,10 @@ def main() -> None:
 
             pg = postgres_databases(args.postgres)
             database_urls = pg.__enter__()
-        net = LocalNetwork(data_dir=Path(tmp) / "data", free_ports=True, database_urls=database_urls,
-                           log_dir=Path(tmp) / "logs", progress=lambda m: print(f"  {m}", flush=True))
+        net = LocalNetwork(
+            data_dir=Path(tmp) / "data", free_ports=True, database_urls=database_urls, log_dir=Path(tmp) / "logs",
+            trace_file=args.trace_file, progress=lambda m: print(f"  {m}", flush=True),
+        )
         try:
             net.start()
             auth = {"Authorization": f"Bearer {net.admin_key}"}

@@ -1,0 +1,1 @@
+"""The notifications service: signed webhooks of proposed pairings to offices and partner portals."""

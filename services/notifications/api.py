@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from shared.auth import CurrentPrincipal, Principal
+from shared.db import Database
+from shared.errors import Problem
+from shared.idempotency import find_replay, idempotency_scope, remember, request_fingerprint
+from shared.pagination import Cursor, Page, PageSize, decode_cursor, page_of
+from shared.registry import list_rows
+from shared.service import runtime_of
+
+from .domain import (
+    SubscriptionTarget,
+    check_may_manage,
+    check_may_subscribe,
+    check_webhook_url,
+    delete_subscription,
+    delivery_view,
+    issued_view,
+    may_read,
+    new_subscription,
+    public_view,
+    resolve_target,
+    visible_subscriptions,
+)
+from .models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryPublic,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionPublic,
+    SubscriptionStatus,
+    SubscriptionWithSecret,
+)
+
+SUBSCRIPTIONS = "/v1/subscriptions"
+subscriptions_router = APIRouter(prefix=SUBSCRIPTIONS, tags=["subscriptions"])
+deliveries_router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+
+
+@subscriptions_router.post(
+    "", status_code=201, response_model=SubscriptionWithSecret,
+    summary="Subscribe a webhook (the signing secret is shown only in this response)",
+)
+def create_subscription(
+    body: SubscriptionCreate,
+    principal: CurrentPrincipal,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    runtime = runtime_of(request)
+    target = resolve_target(body)
+    check_may_subscribe(principal, target)
+    check_webhook_url(str(body.url), dev_mode=runtime.settings.dev_mode)
+    return _create_once(runtime.db, principal, idempotency_key, body, target)
+
+
+def _create_once(
+    db: Database, principal: Principal, idempotency_key: str | None, body: SubscriptionCreate,
+    target: SubscriptionTarget,
+) -> JSONResponse:
+    """Insert the subscription; a replayed Idempotency-Key returns the first answer, secret included."""
+    scope = idempotency_scope(principal.key_id, SUBSCRIPTIONS, idempotency_key) if idempotency_key else None
+    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    for _attempt in range(2):
+        try:
+            with db.session() as session:
+                if scope:
+                    replay = find_replay(session, scope, fingerprint)
+                    if replay is not None:
+                        answer = json.loads(replay.response_body)
+                        return JSONResponse(
+                            answer, status_code=replay.status_code,
+                            headers={"Idempotent-Replayed": "true", "Location": f"{SUBSCRIPTIONS}/{answer['id']}"},
+                        )
+                subscription = new_subscription(body, target)
+                session.add(subscription)
+                answer = issued_view(subscription).model_dump(mode="json")
+                if scope:
+                    remember(session, scope, fingerprint, 201, answer)
+            return JSONResponse(answer, status_code=201, headers={"Location": f"{SUBSCRIPTIONS}/{subscription.id}"})
+        except IntegrityError:
+            if not scope:
+                raise
+            # A concurrent request with the same key won the race: replay its answer.
+    raise RuntimeError("idempotent create did not settle")
+
+
+def _readable(principal: Principal, subscription: Subscription | None, subscription_id: str) -> Subscription:
+    if subscription is None or not may_read(principal, subscription):  # others' look like missing ones
+        raise Problem(404, "Not found", f"no subscription {subscription_id}")
+    return subscription
+
+
+@subscriptions_router.get("/{subscription_id}", response_model=SubscriptionPublic, summary="Read a subscription")
+def get_subscription(subscription_id: str, principal: CurrentPrincipal, request: Request) -> SubscriptionPublic:
+    with runtime_of(request).db.session() as session:
+        subscription = _readable(principal, session.get(Subscription, subscription_id), subscription_id)
+        return public_view(subscription)
+
+
+@subscriptions_router.get(
+    "", response_model=Page[SubscriptionPublic], summary="List the caller's subscriptions (cursor pagination)"
+)
+def list_subscriptions(
+    principal: CurrentPrincipal,
+    request: Request,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+    status: Annotated[SubscriptionStatus | None, Query()] = None,
+) -> Page[SubscriptionPublic]:
+    filters = visible_subscriptions(principal)
+    if status is not None:
+        filters.append(col(Subscription.status) == status.value)
+    with runtime_of(request).db.session() as session:
+        rows = list_rows(session, Subscription, after_id=decode_cursor(cursor), limit=limit, filters=filters)
+        return page_of([public_view(r) for r in rows], limit, "id")
+
+
+@subscriptions_router.delete(
+    "/{subscription_id}", response_model=SubscriptionPublic,
+    summary="Delete a subscription (kept as 'deleted'; its pending deliveries are cancelled)",
+)
+def remove_subscription(subscription_id: str, principal: CurrentPrincipal, request: Request) -> SubscriptionPublic:
+    with runtime_of(request).db.session() as session:
+        subscription = _readable(principal, session.get(Subscription, subscription_id), subscription_id)
+        check_may_manage(principal, subscription)
+        delete_subscription(session, subscription)
+        return public_view(subscription)
+
+
+# ---- deliveries ------------------------------------------------------------------------------
+
+
+def _views(session: Session, deliveries: list[Delivery]) -> list[DeliveryPublic]:
+    attempts: dict[str, list[DeliveryAttempt]] = defaultdict(list)
+    if deliveries:
+        rows = session.exec(
+            select(DeliveryAttempt)
+            .where(col(DeliveryAttempt.delivery_id).in_([d.id for d in deliveries]))
+            .order_by(col(DeliveryAttempt.id))
+        ).all()
+        for attempt in rows:
+            attempts[attempt.delivery_id].append(attempt)
+    return [delivery_view(d, attempts[d.id]) for d in deliveries]
+
+
+@deliveries_router.get(
+    "", response_model=Page[DeliveryPublic], summary="List webhook deliveries with their attempts (cursor pagination)"
+)
+def list_deliveries(
+    principal: CurrentPrincipal,
+    request: Request,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+    subscription_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
+) -> Page[DeliveryPublic]:
+    filters: list[Any] = []
+    scope = visible_subscriptions(principal)
+    if scope:
+        filters.append(col(Delivery.subscription_id).in_(select(Subscription.id).where(*scope)))
+    if subscription_id is not None:
+        filters.append(col(Delivery.subscription_id) == subscription_id)
+    if status is not None:
+        filters.append(col(Delivery.status) == status.value)
+    with runtime_of(request).db.session() as session:
+        rows = list_rows(session, Delivery, after_id=decode_cursor(cursor), limit=limit, filters=filters)
+        return page_of(_views(session, rows), limit, "id")
+
+
+@deliveries_router.get("/{delivery_id}", response_model=DeliveryPublic, summary="Read a delivery with its attempts")
+def get_delivery(delivery_id: str, principal: CurrentPrincipal, request: Request) -> DeliveryPublic:
+    with runtime_of(request).db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        subscription = session.get(Subscription, delivery.subscription_id) if delivery else None
+        if delivery is None or subscription is None or not may_read(principal, subscription):
+            raise Problem(404, "Not found", f"no delivery {delivery_id}")
+        return _views(session, [delivery])[0]
