@@ -109,8 +109,10 @@ class OutboxRelay:
             self.db.outbox_listeners.remove(self.wake)
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent rows in order; returns how many were published.

@@ -200,7 +200,14 @@ def _known_field(code: str) -> str:
     return code
 
 
+def _known_block(code: str) -> str:
+    if code not in REGIONAL_BLOCKS:
+        raise ValueError(f"unknown regional block {code!r}; known: {', '.join(REGIONAL_BLOCKS)}")
+    return code
+
+
 # Validated types for request models.
 PrefectureCode = Annotated[str, AfterValidator(_known_prefecture)]
 FieldCode = Annotated[str, AfterValidator(_known_field)]
+BlockCode = Annotated[str, AfterValidator(_known_block)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]

@@ -25,19 +25,20 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def create_with_event(
+def create_idempotently(
     db: Database,
     *,
     principal: Principal,
     route: str,
     idempotency_key: str | None,
     request_body: BaseModel,
-    build: Callable[[], EntityT],
-    public: Callable[[EntityT], BaseModel],
-    event: Callable[[EntityT], Envelope],
-    location: Callable[[EntityT], str],
+    write: Callable[[Session], tuple[dict[str, Any], str]],
 ) -> JSONResponse:
-    """Insert an entity and its event in one transaction; replay the first answer for a reused key."""
+    """Run ``write`` (returns the 201 body and its Location) once per Idempotency-Key.
+
+    The key's record commits with the write; a replay with the same key and body returns the
+    first answer, a concurrent duplicate that loses the race replays the winner's answer.
+    """
     scope = idempotency_scope(principal.key_id, route, idempotency_key) if idempotency_key else None
     fingerprint = request_fingerprint(request_body.model_dump(mode="json"))
     for _attempt in range(2):
@@ -51,18 +52,39 @@ def create_with_event(
                             body, status_code=replay.status_code,
                             headers={"Idempotent-Replayed": "true", "Location": f"{route}/{body['id']}"},
                         )
-                entity = build()
-                session.add(entity)
-                record_event(session, event(entity))
-                body = public(entity).model_dump(mode="json")
+                body, location = write(session)
                 if scope:
                     remember(session, scope, fingerprint, 201, body)
-            return JSONResponse(body, status_code=201, headers={"Location": location(entity)})
+            return JSONResponse(body, status_code=201, headers={"Location": location})
         except IntegrityError:
             if not scope:
                 raise
-            # A concurrent request with the same key won the race: replay its answer.
     raise RuntimeError("idempotent create did not settle")
+
+
+def create_with_event(
+    db: Database,
+    *,
+    principal: Principal,
+    route: str,
+    idempotency_key: str | None,
+    request_body: BaseModel,
+    build: Callable[[], EntityT],
+    public: Callable[[EntityT], BaseModel],
+    event: Callable[[EntityT], Envelope],
+) -> JSONResponse:
+    """Insert an entity and its event in one transaction, once per Idempotency-Key."""
+
+    def write(session: Session) -> tuple[dict[str, Any], str]:
+        entity = build()
+        session.add(entity)
+        record_event(session, event(entity))
+        return public(entity).model_dump(mode="json"), f"{route}/{entity.id}"  # type: ignore[attr-defined]
+
+    return create_idempotently(
+        db, principal=principal, route=route, idempotency_key=idempotency_key,
+        request_body=request_body, write=write,
+    )
 
 
 def list_rows(

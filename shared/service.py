@@ -29,7 +29,7 @@ COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, *INBOX_TA
 
 
 @dataclass
-class Subscription:
+class EventSubscription:
     """Topics a service consumes and the handler applied to each event, in one consumer group."""
 
     topics: list[str]
@@ -72,7 +72,7 @@ def create_service_app(
     description: str,
     tables: Sequence[type[SQLModel]],
     routers: Sequence[APIRouter],
-    subscriptions: Callable[[Runtime], list[Subscription]] = lambda _: [],
+    subscriptions: Callable[[Runtime], list[EventSubscription]] = lambda _: [],
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.events import Topic
-from shared.service import Runtime, Subscription, create_service_app
+from shared.service import EventSubscription, Runtime, create_service_app
 
 from .api import router
 from .domain import ProfileIndex
@@ -24,8 +24,9 @@ def create_app(settings: MatcherSettings | None = None) -> FastAPI:
         runtime.extras["index"] = index
         await rebuild_index(index, settings)
 
-    def subscriptions(_: Runtime) -> list[Subscription]:
-        return [Subscription([Topic.seeds.value, Topic.needs.value], CONSUMER_GROUP, make_handler(index, settings))]
+    def subscriptions(_: Runtime) -> list[EventSubscription]:
+        topics = [Topic.seeds.value, Topic.needs.value]
+        return [EventSubscription(topics, CONSUMER_GROUP, make_handler(index, settings))]
 
     return create_service_app(
         settings=settings,

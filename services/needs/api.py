@@ -35,7 +35,6 @@ def create_need(
         build=lambda: new_need(body),
         public=full_profile,
         event=need_created_event,
-        location=lambda need: f"/v1/needs/{need.id}",
     )
 
 

@@ -1,24 +1,19 @@
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.auth import CurrentPrincipal, Principal
-from shared.db import Database
 from shared.errors import Problem
-from shared.idempotency import find_replay, idempotency_scope, remember, request_fingerprint
 from shared.pagination import Cursor, Page, PageSize, decode_cursor, page_of
-from shared.registry import list_rows
+from shared.registry import create_idempotently, list_rows
 from shared.service import runtime_of
 
 from .domain import (
-    SubscriptionTarget,
     check_may_manage,
     check_may_subscribe,
     check_webhook_url,
@@ -62,38 +57,17 @@ def create_subscription(
     target = resolve_target(body)
     check_may_subscribe(principal, target)
     check_webhook_url(str(body.url), dev_mode=runtime.settings.dev_mode)
-    return _create_once(runtime.db, principal, idempotency_key, body, target)
 
+    def write(session: Session) -> tuple[dict[str, Any], str]:
+        subscription = new_subscription(body, target)
+        session.add(subscription)
+        # The secret is in this answer only (and in its idempotent replay).
+        return issued_view(subscription).model_dump(mode="json"), f"{SUBSCRIPTIONS}/{subscription.id}"
 
-def _create_once(
-    db: Database, principal: Principal, idempotency_key: str | None, body: SubscriptionCreate,
-    target: SubscriptionTarget,
-) -> JSONResponse:
-    """Insert the subscription; a replayed Idempotency-Key returns the first answer, secret included."""
-    scope = idempotency_scope(principal.key_id, SUBSCRIPTIONS, idempotency_key) if idempotency_key else None
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
-    for _attempt in range(2):
-        try:
-            with db.session() as session:
-                if scope:
-                    replay = find_replay(session, scope, fingerprint)
-                    if replay is not None:
-                        answer = json.loads(replay.response_body)
-                        return JSONResponse(
-                            answer, status_code=replay.status_code,
-                            headers={"Idempotent-Replayed": "true", "Location": f"{SUBSCRIPTIONS}/{answer['id']}"},
-                        )
-                subscription = new_subscription(body, target)
-                session.add(subscription)
-                answer = issued_view(subscription).model_dump(mode="json")
-                if scope:
-                    remember(session, scope, fingerprint, 201, answer)
-            return JSONResponse(answer, status_code=201, headers={"Location": f"{SUBSCRIPTIONS}/{subscription.id}"})
-        except IntegrityError:
-            if not scope:
-                raise
-            # A concurrent request with the same key won the race: replay its answer.
-    raise RuntimeError("idempotent create did not settle")
+    return create_idempotently(
+        runtime.db, principal=principal, route=SUBSCRIPTIONS, idempotency_key=idempotency_key,
+        request_body=body, write=write,
+    )
 
 
 def _readable(principal: Principal, subscription: Subscription | None, subscription_id: str) -> Subscription:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.events import Topic
-from shared.service import Runtime, create_service_app
-from shared.service import Subscription as ConsumerSubscription
+from shared.service import EventSubscription, Runtime, create_service_app
 
 from .api import deliveries_router, subscriptions_router
 from .delivery import DeliveryWorker
@@ -27,10 +26,10 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     async def run_worker(runtime: Runtime) -> None:
         await runtime.extras[WORKER].run()
 
-    def consumers(runtime: Runtime) -> list[ConsumerSubscription]:
+    def consumers(runtime: Runtime) -> list[EventSubscription]:
         worker: DeliveryWorker = runtime.extras[WORKER]
         return [
-            ConsumerSubscription(
+            EventSubscription(
                 topics=[Topic.pairings.value], group_id=CONSUMER_GROUP, handler=pairings_handler(worker.wake)
             )
         ]

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl
+from pydantic import BaseModel, ConfigDict, HttpUrl
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from shared.reference import REGIONAL_BLOCKS, FieldCode, PrefectureCode
+from shared.reference import BlockCode, FieldCode, PrefectureCode
 
 
 class SubscriptionKind(StrEnum):
@@ -88,15 +88,6 @@ class DeliveryAttempt(SQLModel, table=True):
 
 
 # ---- request and response schemas ------------------------------------------------------------
-
-
-def _known_block(code: str) -> str:
-    if code not in REGIONAL_BLOCKS:
-        raise ValueError(f"unknown regional block {code!r}; known: {', '.join(REGIONAL_BLOCKS)}")
-    return code
-
-
-BlockCode = Annotated[str, AfterValidator(_known_block)]
 
 
 class SubscriptionFilters(BaseModel):

@@ -35,7 +35,6 @@ def create_seed(
         build=lambda: new_seed(body),
         public=profile_of,
         event=seed_created_event,
-        location=lambda seed: f"/v1/seeds/{seed.id}",
     )
 
 
