@@ -96,6 +96,7 @@ class SeedSummary(_Contract):
     owner_type: OwnerType
     prefecture: str
     offers: list[CollaborationForm]
+    fields: list[str] = Field(default_factory=list)
 
 
 class NeedSummary(_Contract):
@@ -107,6 +108,7 @@ class NeedSummary(_Contract):
     office_id: str
     company_size: CompanySize
     confidentiality: Confidentiality
+    fields: list[str] = Field(default_factory=list)
 
 
 class Explanation(_Contract):

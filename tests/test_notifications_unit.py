@@ -78,6 +78,8 @@ def _pairing(
     seed_prefecture: str = "13",
     need_prefecture: str = "13",
     shared_fields: tuple[str, ...] = (),
+    seed_fields: tuple[str, ...] = (),
+    need_fields: tuple[str, ...] = (),
     confidentiality: Confidentiality = Confidentiality.public,
 ) -> Pairing:
     return Pairing(
@@ -87,10 +89,12 @@ def _pairing(
         seed=SeedSummary(
             id=f"seed_{rank}", title="排熱を電気に変える熱電変換シート", owner_org="北海道工業大学",
             owner_type=OwnerType.university, prefecture=seed_prefecture, offers=[CollaborationForm.license],
+            fields=list(seed_fields),
         ),
         need=NeedSummary(
             id=f"need_{rank}", title="工場の排熱を有効活用したい", prefecture=need_prefecture,
             office_id=office_id_for(need_prefecture), company_size=CompanySize.sme, confidentiality=confidentiality,
+            fields=list(need_fields),
         ),
         explanation=Explanation(shared_terms=["排熱"], shared_fields=list(shared_fields)),
     )
@@ -209,15 +213,15 @@ def test_partner_block_filter_uses_the_regional_block_of_either_side() -> None:
     assert wanted_pairings(_partner(blocks=["kyushu"]), proposed) is None
 
 
-def test_partner_field_filter_matches_the_fields_seed_and_need_share() -> None:
+def test_partner_field_filter_matches_the_fields_of_the_seed_or_the_need() -> None:
     proposed = _proposed(
         "office-13",
-        _pairing(1, 0.9, shared_fields=("energy", "materials")),
-        _pairing(2, 0.8, shared_fields=("information",)),
-        _pairing(3, 0.7),  # matched on terms alone
+        _pairing(1, 0.9, seed_fields=("energy", "materials"), need_fields=("manufacturing",)),
+        _pairing(2, 0.8, seed_fields=("information",), need_fields=("energy",)),
+        _pairing(3, 0.7, seed_fields=("information",), need_fields=("ai_data",), shared_fields=()),
     )
 
-    assert _ranks(wanted_pairings(_partner(fields=["energy"]), proposed)) == [1]
+    assert _ranks(wanted_pairings(_partner(fields=["energy"]), proposed)) == [1, 2]
 
 
 def test_partner_min_score_keeps_only_strong_pairings_and_skips_an_event_with_none() -> None:

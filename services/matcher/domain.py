@@ -196,7 +196,7 @@ def need_summary(need: NeedProfile) -> NeedSummary:
         title = f"非公開のニーズ / confidential need (fields: {fields})"
     return NeedSummary(
         id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
-        company_size=need.company_size, confidentiality=need.confidentiality,
+        company_size=need.company_size, confidentiality=need.confidentiality, fields=need.fields,
     )
 
 

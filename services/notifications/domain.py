@@ -238,17 +238,13 @@ def _blocks_of(prefectures: set[str]) -> set[str]:
 
 
 def pairing_passes(pairing: Pairing, filters: SubscriptionFilters) -> bool:
-    """Every filter that is set must hold. A place filter holds if the seed's or the need's does.
-
-    ``fields`` is matched against the fields the seed and need share (the pairing's explanation):
-    the event's summaries carry no field lists, so a pairing matched on terms alone never passes it.
-    """
+    """Every filter that is set must hold. A place or field filter holds if the seed's or the need's does."""
     places = {pairing.seed.prefecture, pairing.need.prefecture}
     if filters.prefectures is not None and not places & set(filters.prefectures):
         return False
     if filters.blocks is not None and not _blocks_of(places) & set(filters.blocks):
         return False
-    if filters.fields is not None and not set(pairing.explanation.shared_fields) & set(filters.fields):
+    if filters.fields is not None and not {*pairing.seed.fields, *pairing.need.fields} & set(filters.fields):
         return False
     return filters.min_score is None or pairing.score >= filters.min_score
 
