@@ -234,9 +234,9 @@ def test_partner_min_score_keeps_only_strong_pairings_and_skips_an_event_with_no
 def test_partner_filters_must_all_hold() -> None:
     proposed = _proposed(
         "office-13",
-        _pairing(1, 0.9, seed_prefecture="13", shared_fields=("energy",)),
-        _pairing(2, 0.9, seed_prefecture="13", shared_fields=("pharma",)),
-        _pairing(3, 0.2, seed_prefecture="13", shared_fields=("energy",)),
+        _pairing(1, 0.9, seed_prefecture="13", seed_fields=("energy",), need_fields=("energy",)),
+        _pairing(2, 0.9, seed_prefecture="13", seed_fields=("pharma",), need_fields=("pharma",)),
+        _pairing(3, 0.2, seed_prefecture="13", seed_fields=("energy",), need_fields=("energy",)),
     )
     partner = _partner(prefectures=["13"], blocks=["kanto"], fields=["energy"], min_score=0.5)
 
