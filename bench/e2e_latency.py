@@ -76,7 +76,11 @@ async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[s
                 "prefecture": "13", "wanted_forms": ["license"], "confidentiality": "members", "language": "ja",
             }
             started = time.perf_counter()
-            response = await client.post("/v1/needs", json=body)
+            try:
+                response = await client.post("/v1/needs", json=body)
+            except httpx.HTTPError:
+                errors += 1
+                return
             if response.status_code != 201:
                 errors += 1
                 return
@@ -132,7 +136,12 @@ def main() -> None:
                     "owner_org": "ベンチ大学", "owner_type": "university", "prefecture": "01",
                     "offers": ["license"], "language": "ja",
                 }).raise_for_status()
-            time.sleep(1.0)  # let the seeds reach the matcher's index before the clock starts
+            # The seeds must be in the matcher's index before the clock starts (topics are independent).
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{net.urls['matcher']}/v1/index", headers=auth).json()["seeds"] < len(SEED_TOPICS):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the matcher did not index the seeds within 30 s")
+                time.sleep(0.05)
             print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
                   f"({'PostgreSQL' if args.postgres else 'SQLite'}, embedded broker)", flush=True)
             errors = asyncio.run(run_load(net, args.rate, args.duration, sent))
