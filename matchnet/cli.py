@@ -4,22 +4,33 @@
     matchnet demo-load [--seeds-url URL] [--needs-url URL] [--api-key KEY]
     matchnet serve seeds|needs|matcher|notifications
     matchnet keys issue --role office --office-id office-13
+    matchnet receive [--host 127.0.0.1] [--port 9000] [--secret whsec_…] [--status 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import io
+import json
 import os
 import signal
+import socket
 import sys
+import threading
+import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
@@ -29,6 +40,7 @@ from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_di
 from shared.auth import Role, mint_api_key
 from shared.events import (
     Envelope,
+    EventType,
     InvalidEvent,
     NeedCreated,
     PairingsProposed,
@@ -94,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--role", required=True, choices=[role.value for role in Role])
     issue.add_argument("--office-id", help="for --role office, e.g. office-13")
     issue.add_argument("--partner-id", help="for --role partner")
+
+    receive = commands.add_parser("receive", help="a local webhook receiver: print each webhook, check its signature")
+    receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    receive.add_argument("--port", type=_port, default=9000, help="default 9000; 0 picks a free port")
+    receive.add_argument("--secret", type=_webhook_secret, metavar="WHSEC",
+                         help="the subscription's whsec_… secret: check each signature, answer 401 if it fails")
+    receive.add_argument("--status", type=_http_status, default=200,
+                         help="the status to answer every webhook with (default 200; try 503 or 410)")
     return parser
 
 
@@ -351,6 +371,309 @@ def cmd_keys_issue(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+# ---- matchnet receive ------------------------------------------------------------------------
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_TOLERANCE_S = 5 * 60  # Standard Webhooks: refuse a timestamp further off than this
+MAX_WEBHOOK_BODY = 16 * 1024 * 1024
+
+
+class InvalidSignature(ValueError):
+    """A webhook whose Standard Webhooks signature does not check out; the message says why."""
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_…`` secret (the base64 after the prefix); ValueError if there is none."""
+    text = secret.strip().removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64 after the whsec_ prefix") from None
+    if not key:
+        raise ValueError("empty secret")
+    return key
+
+
+def _decode_signature(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, list[str]]:
+    """(webhook-id, webhook-timestamp, the well-formed ``v<n>,<base64>`` signatures); InvalidSignature if missing."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    webhook_id = lowered.get("webhook-id", "")
+    timestamp = lowered.get("webhook-timestamp", "").strip()
+    missing = [name for name, value in (("webhook-id", webhook_id), ("webhook-timestamp", timestamp),
+                                        ("webhook-signature", lowered.get("webhook-signature", "")))
+               if not value]
+    if missing:
+        raise InvalidSignature(f"missing {', '.join(missing)}")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 15):
+        raise InvalidSignature(f"webhook-timestamp {timestamp[:40]!r} is not a Unix time in seconds")
+    signatures = []
+    for token in lowered["webhook-signature"].split():
+        version, comma, signature = token.partition(",")
+        if comma and version and "," not in signature and _decode_signature(signature) is not None:
+            signatures.append(token)
+    if not signatures:
+        raise InvalidSignature("no well-formed signature in webhook-signature")
+    return webhook_id, timestamp, signatures
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret if isinstance(secret, bytes) else webhook_secret_key(secret)
+
+
+def _standardwebhooks() -> Any | None:
+    try:
+        import standardwebhooks
+    except ImportError:
+        return None
+    return standardwebhooks
+
+
+def verify_webhook_builtin(
+    secret: str | bytes, headers: Mapping[str, str], body: bytes, now: float | None = None
+) -> None:
+    """Standard Webhooks verification with the standard library; raises InvalidSignature.
+
+    ``secret`` is the ``whsec_…`` text or the key it decodes to."""
+    webhook_id, timestamp, signatures = _signature_headers(headers)
+    now = time.time() if now is None else now
+    if int(timestamp) < now - WEBHOOK_TOLERANCE_S:
+        raise InvalidSignature("webhook-timestamp too old")
+    if int(timestamp) > now + WEBHOOK_TOLERANCE_S:
+        raise InvalidSignature("webhook-timestamp too new")
+    expected = hmac.new(_key(secret), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    for token in signatures:
+        version, _, signature = token.partition(",")
+        given = _decode_signature(signature)
+        if version == "v1" and given is not None and hmac.compare_digest(expected, given):
+            return
+    raise InvalidSignature("no matching signature")
+
+
+def verify_webhook(secret: str | bytes, headers: Mapping[str, str], body: bytes) -> None:
+    """Standard Webhooks verification with the ``standardwebhooks`` package when it is installed, else
+    :func:`verify_webhook_builtin`; raises InvalidSignature."""
+    library = _standardwebhooks()
+    if library is None:
+        verify_webhook_builtin(secret, headers, body)
+        return
+    webhook_id, timestamp, signatures = _signature_headers(headers)
+    cleaned = {"webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": " ".join(signatures)}
+    try:
+        library.Webhook(_key(secret)).verify(body, cleaned, json_parse=False)
+    except library.WebhookVerificationError as error:
+        raise InvalidSignature(str(error).lower()) from None
+    except UnicodeDecodeError:
+        raise InvalidSignature("the body is not UTF-8") from None
+
+
+def webhook_verifier_name() -> str:
+    return "the standardwebhooks package" if _standardwebhooks() is not None else "the built-in verifier"
+
+
+def _pairing_line(pairing: Mapping[str, Any]) -> str:
+    explanation = pairing.get("explanation") or {}
+    terms = ", ".join(str(term) for term in explanation.get("shared_terms") or [])
+    fields = ", ".join(str(field) for field in explanation.get("shared_fields") or [])
+    why = f"  [{terms or '—'} | {fields or '—'}]" if terms or fields else ""
+    seed, need = clip(str(pairing["seed"]["title"])), clip(str(pairing["need"]["title"]))
+    return f"{int(pairing['rank'])}. {float(pairing['score']):.2f}  {seed} ← {need}{why}"
+
+
+def describe_webhook_body(body: bytes) -> list[str]:
+    """The lines that show a webhook body: a header and a line per pairing for a pairings event,
+    else the JSON compacted (or the text as it came)."""
+    text = body.decode("utf-8", errors="replace")
+    if not text.strip():
+        return ["(empty body)"]
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return text.strip().splitlines()
+    compact = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    if not (isinstance(event, dict) and event.get("type") == EventType.pairings_proposed.value):
+        return [compact]
+    try:
+        data = event["data"]
+        pairings = sorted(data["pairings"], key=lambda pairing: int(pairing["rank"]))
+        count = f"{len(pairings)} pairing{'s' if len(pairings) != 1 else ''}" if pairings else "no pairings"
+        trigger = f"{data['trigger_kind']} {data['trigger_id']}"
+        head = f"{short_event_type(event['type'])} for {data['office_id']}, {trigger}: {count}"
+        return [head, *(_pairing_line(pairing) for pairing in pairings)]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [compact]  # not the shape v1 promises: show it as it is
+
+
+def format_webhook(
+    webhook_id: str | None,
+    body: bytes,
+    *,
+    received_at: datetime,
+    status: int,
+    verdict: str | None = None,
+) -> str:
+    """One block per webhook: time, webhook-id, the answer code, the signature verdict, the body."""
+    when = received_at.astimezone().strftime("%H:%M:%S")
+    lines = [f"{when}  webhook-id {webhook_id or '(none)'}  → answered {status}"]
+    if verdict is not None:
+        lines.append(verdict)
+    lines.extend(describe_webhook_body(body))
+    return "\n".join([lines[0], *(f"  {line}" for line in lines[1:])])
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "matchnet-receive"
+
+    def do_POST(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError as error:
+            self.send_error(400, str(error))
+            return
+        if body is None:
+            self.send_error(413, f"body over {MAX_WEBHOOK_BODY} bytes")
+            return
+        receiver = cast(WebhookReceiver, self.server)
+        status = receiver.handle_webhook({name.lower(): value for name, value in self.headers.items()}, body)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        text = self.headers.get("Content-Length", "0").strip() or "0"
+        if not text.isdigit():
+            raise ValueError("bad Content-Length")
+        if int(text) > MAX_WEBHOOK_BODY:
+            return None
+        return self.rfile.read(int(text))
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        size_read = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ValueError("bad chunk size") from None
+            if size == 0:
+                break
+            size_read += size
+            if size_read > MAX_WEBHOOK_BODY:
+                return None
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after the chunk
+        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return b"".join(parts)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None  # each webhook is printed as a block; errors still go to stderr
+
+
+class WebhookReceiver(ThreadingHTTPServer):
+    """``matchnet receive``: answers every POST with ``status`` (401 if a signature is checked and
+    fails) and prints a block per webhook to ``out``."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, host: str, port: int, *, status: int = 200, secret_key: bytes | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.status = status
+        self.secret_key = secret_key
+        self.out = out or sys.stdout
+        self._print_lock = threading.Lock()
+        super().__init__((host, port), _WebhookHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> int:
+        """Check, print, and say which status to answer."""
+        received_at = datetime.now(UTC)
+        status, verdict = self.status, None
+        if self.secret_key is not None:
+            try:
+                verify_webhook(self.secret_key, headers, body)
+                verdict = "signature ok"
+            except InvalidSignature as error:
+                status, verdict = 401, f"SIGNATURE INVALID ({error})"
+        block = format_webhook(headers.get("webhook-id"), body, received_at=received_at, status=status,
+                               verdict=verdict)
+        with self._print_lock:
+            print(block, file=self.out, flush=True)
+        return status
+
+
+def serve_webhooks(receiver: WebhookReceiver, out: TextIO | None = None) -> int:
+    """Say where to point a subscription, then serve until Ctrl-C or ``receiver.shutdown()``."""
+    out = out or receiver.out
+    print(f"listening on {receiver.url} — register it with POST /v1/subscriptions", file=out)
+    if receiver.secret_key is None:
+        print("signatures not checked: start with --secret whsec_… (POST /v1/subscriptions returns it)", file=out)
+    else:
+        print(f"checking signatures with {webhook_verifier_name()}", file=out)
+    print(f"answering {receiver.status} (Ctrl-C to stop)", file=out, flush=True)
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.server_close()
+    print("stopped", file=out, flush=True)
+    return 0
+
+
+def _webhook_secret(text: str) -> bytes:
+    try:
+        return webhook_secret_key(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a whsec_… secret: {error}") from None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError("a port number 0-65535 (0 picks a free one)")
+    return int(text)
+
+
+def _http_status(text: str) -> int:
+    if not text.isdigit() or not 200 <= int(text) <= 599:
+        raise argparse.ArgumentTypeError("an HTTP status 200-599")
+    return int(text)
+
+
+def cmd_receive(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        receiver = WebhookReceiver(args.host, args.port, status=args.status, secret_key=args.secret, out=out)
+    except OSError as error:
+        print(f"matchnet receive: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    # Ctrl-C and SIGTERM both stop it; SIGINT is set explicitly for background jobs of a script.
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return serve_webhooks(receiver, out)
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
 def _utf8_safe(stream: TextIO) -> None:
     # A non-UTF-8 terminal must not crash on Japanese titles or ✓.
     if isinstance(stream, io.TextIOWrapper):
@@ -370,6 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "keys":
         return cmd_keys_issue(args)
+    if args.command == "receive":
+        return cmd_receive(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 # Keys in Session.info: set by whoever writes, read after a successful commit.
-OUTBOX_WRITTEN = "matchnet.outbox_written"
+OUTBOX_ROWS = "matchnet.outbox_rows"
 AFTER_COMMIT = "matchnet.after_commit"
 
 
@@ -64,8 +64,8 @@ class Database:
         self.url = normalise_database_url(url)
         self.engine = make_engine(self.url)
         self.tables = list(tables)
-        # Called after a transaction that wrote outbox rows commits (the relay wakes up).
-        self.outbox_listeners: list[Callable[[], None]] = []
+        # Called with the outbox items a transaction wrote, after it commits (the relay takes them).
+        self.outbox_listeners: list[Callable[[list[Any]], None]] = []
 
     @property
     def backend(self) -> str:
@@ -83,9 +83,10 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
                 yield session
-            if session.info.pop(OUTBOX_WRITTEN, False):
+            outbox_rows = session.info.pop(OUTBOX_ROWS, None)
+            if outbox_rows:
                 for listener in self.outbox_listeners:
-                    listener()
+                    listener(outbox_rows)
             for callback in session.info.pop(AFTER_COMMIT, []):
                 callback()
 

@@ -3,6 +3,10 @@
 The relay publishes unsent rows in insertion order, marks them sent, and on a broker failure keeps
 the row (and every later one) and retries with exponential backoff, so order is kept and nothing is
 lost. Delivery is at least once: a crash between publish and mark re-publishes, consumers dedupe.
+
+Fast path: a committing transaction hands its rows to the relay in memory, so an event leaves
+without the relay re-reading it. The database stays the truth: the relay reads it at start, after
+any failure, and every poll interval, so a row missed in memory is still published.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
 from sqlalchemy import Column, Text, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from shared.db import OUTBOX_WRITTEN, Database
+from shared.db import OUTBOX_ROWS, Database
 from shared.events import Envelope
 from shared.telemetry import context_from_traceparent, current_traceparent, inject_kafka_headers
 
@@ -44,19 +49,31 @@ class OutboxEvent(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An outbox row with its envelope, as the relay publishes it."""
+
+    row: OutboxEvent
+    envelope: Envelope
+
+    @property
+    def seq(self) -> int:
+        assert self.row.seq is not None, "the row has not been flushed"
+        return self.row.seq
+
+
 def record_event(session: Session, envelope: Envelope) -> None:
     """Add ``envelope`` to the outbox in the caller's transaction, with the current trace context."""
-    session.add(
-        OutboxEvent(
-            event_id=envelope.id,
-            event_type=envelope.type,
-            topic=envelope.topic.value,
-            key=envelope.subject,
-            envelope=envelope.model_dump_json(),
-            traceparent=current_traceparent(),
-        )
+    row = OutboxEvent(
+        event_id=envelope.id,
+        event_type=envelope.type,
+        topic=envelope.topic.value,
+        key=envelope.subject,
+        envelope=envelope.model_dump_json(),
+        traceparent=current_traceparent(),
     )
-    session.info[OUTBOX_WRITTEN] = True
+    session.add(row)
+    session.info.setdefault(OUTBOX_ROWS, []).append(PendingEvent(row, envelope))
 
 
 class OutboxRelay:
@@ -79,34 +96,61 @@ class OutboxRelay:
         self.max_backoff_s = max_backoff_s
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handed: list[PendingEvent] = []
+        self._read_database = True  # at start the outbox may hold rows from before
+        # Highest seq published: a handed row at or below it was published by a database read
+        # (or, committed out of seq order on PostgreSQL, is left for the next one).
+        self._high_water = 0
         self.published_total = 0
 
     def wake(self) -> None:
-        """Thread-safe: ask the relay to look at the outbox now."""
+        """Thread-safe: ask the relay to read the outbox now."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+            self._loop.call_soon_threadsafe(self._wake_for_database)
+
+    def hand_over(self, committed: list[PendingEvent]) -> None:
+        """Thread-safe: rows a transaction has just committed, to publish without reading them back."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._accept, committed)
+
+    def _wake_for_database(self) -> None:
+        self._read_database = True
+        self._wakeup.set()
+
+    def _accept(self, committed: list[PendingEvent]) -> None:
+        self._handed.extend(committed)
+        self._wakeup.set()
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.db.outbox_listeners.append(self.wake)
+        self.db.outbox_listeners.append(self.hand_over)
         backoff = self.initial_backoff_s
         try:
             while True:
                 self._wakeup.clear()
                 try:
-                    published = await self.publish_pending()
+                    if self._read_database:
+                        self._read_database = False
+                        if await self.publish_pending() >= self.batch_size:
+                            self._read_database = True  # more rows are waiting
+                            continue
+                    if self._handed:
+                        await self._publish_handed()
+                        continue
                     backoff = self.initial_backoff_s
-                    if published >= self.batch_size:
-                        continue  # more rows are waiting
                     await self._sleep(self.poll_interval_s)
+                    if not self._wakeup.is_set():
+                        self._read_database = True  # the safety-net poll
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # the broker is down or refused: keep the rows, retry
                     log.warning("outbox relay: publish failed (%s), retrying in %.1fs", error, backoff)
+                    self._handed.clear()  # they are in the database, unpublished: read them from there
+                    self._read_database = True
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
         finally:
-            self.db.outbox_listeners.remove(self.wake)
+            self.db.outbox_listeners.remove(self.hand_over)
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
@@ -114,32 +158,42 @@ class OutboxRelay:
             async with asyncio.timeout(seconds):
                 await self._wakeup.wait()
 
+    async def _publish_handed(self) -> None:
+        batch = sorted((p for p in self._handed if p.seq > self._high_water), key=lambda p: p.seq)
+        self._handed = []
+        await self._publish_in_order(batch)
+
     async def publish_pending(self) -> int:
-        """Publish one batch of unsent rows in order; returns how many were published.
+        """Publish one batch of unsent rows read from the database, in order; returns how many.
 
         On a failure the rows published so far are marked, the failing row records the error, and
         the exception propagates; later rows wait, so per-key order holds.
         """
         rows = await asyncio.to_thread(self._load_pending)
+        published = await self._publish_in_order(
+            [PendingEvent(row, Envelope.model_validate_json(row.envelope)) for row in rows]
+        )
+        return len(published)
+
+    async def _publish_in_order(self, batch: list[PendingEvent]) -> list[int]:
         published: list[int] = []
         try:
-            for row in rows:
-                await self._publish(row)
-                assert row.seq is not None
-                published.append(row.seq)
+            for pending in batch:
+                await self._publish(pending.row, pending.envelope)
+                published.append(pending.seq)
+                self._high_water = max(self._high_water, pending.seq)
         except Exception as error:
-            if rows:
-                failing = rows[len(published)]
+            if batch:
+                failing = batch[len(published)]
                 await asyncio.to_thread(self._record_failure, failing.seq, repr(error))
             raise
         finally:
             if published:
                 await asyncio.to_thread(self._mark_published, published)
                 self.published_total += len(published)
-        return len(published)
+        return published
 
-    async def _publish(self, row: OutboxEvent) -> None:
-        envelope = Envelope.model_validate_json(row.envelope)
+    async def _publish(self, row: OutboxEvent, envelope: Envelope) -> None:
         key, value, headers = envelope.to_kafka()
         with _tracer.start_as_current_span(
             f"send {row.topic}",

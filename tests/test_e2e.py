@@ -131,14 +131,19 @@ def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_
     assert top["rank"] == 1 and 0 < top["score"] <= 1
     assert "排熱" in top["explanation"]["shared_terms"]
 
+    wanted = {"matchnet-needs", "matchnet-matcher", "matchnet-notifications"}
+
     def spans_of_the_trace() -> list[dict] | None:
         spans = [s for s in read_spans(network.trace_file) if s["trace_id"] == trace_id]
-        services = {s["service"] for s in spans}
-        wanted = {"matchnet-needs", "matchnet-matcher", "matchnet-notifications"}
         delivered = any(s["kind"] == "CLIENT" and s["service"] == "matchnet-notifications" for s in spans)
-        return spans if wanted <= services and delivered else None
+        return spans if wanted <= {s["service"] for s in spans} and delivered else None
 
-    spans = wait_for(spans_of_the_trace, 10, "spans of the need's trace from needs, matcher and notifications")
+    try:
+        spans = wait_for(spans_of_the_trace, 20, "spans of the need's trace from needs, matcher and notifications")
+    except AssertionError:
+        seen = sorted({(s["service"], s["kind"], s["name"]) for s in read_spans(network.trace_file)
+                       if s["trace_id"] == trace_id})
+        raise AssertionError(f"the trace {trace_id} has only: {seen}") from None
     kinds = {(s["service"], s["kind"]) for s in spans}
     assert ("matchnet-needs", "SERVER") in kinds
     assert ("matchnet-needs", "PRODUCER") in kinds

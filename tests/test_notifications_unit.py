@@ -22,9 +22,10 @@ from sqlmodel import SQLModel, col, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.notifications.app import create_app
-from services.notifications.delivery import DeliveryWorker
+from services.notifications.delivery import ClaimedDelivery, DeliveryWorker
 from services.notifications.domain import (
     AttemptVerdict,
+    as_utc,
     check_webhook_url,
     judge_attempt,
     new_webhook_secret,
@@ -268,19 +269,30 @@ def test_handler_records_one_delivery_per_interested_subscription_and_wakes_afte
     strong_only, kinki = _partner(min_score=0.5), _partner(blocks=["kinki"])
     with db.session() as session:
         session.add_all([office13, office01, strong_only, kinki])
-    woken: list[str] = []
-    handle = pairings_handler(lambda: woken.append("wake"))
+    class RecordingWorker:
+        lease = timedelta(seconds=30)
+
+        def __init__(self) -> None:
+            self.handed: list[list[ClaimedDelivery]] = []
+
+        def hand_over(self, claimed: list[ClaimedDelivery]) -> None:
+            self.handed.append(claimed)
+
+    worker = RecordingWorker()
+    handle = pairings_handler(worker)
     envelope = _event(_proposed("office-13", _pairing(1, 0.9), _pairing(2, 0.2)))
 
     with db.session() as session:
         handle(session, envelope)
-        assert woken == []  # not before the commit
+        assert worker.handed == []  # not before the commit
 
-    assert woken == ["wake"]
+    assert [{c.subscription_id for c in claimed} for claimed in worker.handed] == [{office13.id, strong_only.id}]
     with db.session() as session:
         deliveries = {d.subscription_id: d for d in session.exec(select(Delivery)).all()}
     assert set(deliveries) == {office13.id, strong_only.id}
     assert all(d.status == DeliveryStatus.pending and d.id.startswith("msg_") for d in deliveries.values())
+    # claimed at birth by the worker they were handed to: no poller takes them during the lease
+    assert all(as_utc(d.next_attempt_at) > as_utc(d.created_at) + timedelta(seconds=29) for d in deliveries.values())
     pairings_sent = json.loads(deliveries[strong_only.id].payload)["data"]["pairings"]
     assert [p["rank"] for p in pairings_sent] == [1]
     assert len(json.loads(deliveries[office13.id].payload)["data"]["pairings"]) == 2
@@ -497,7 +509,7 @@ def test_deleting_a_subscription_cancels_its_pending_deliveries(api: Api) -> Non
     assert api.client.get(f"/v1/deliveries/{delivery['id']}", headers=office01).status_code == 404
     assert api.client.get("/v1/deliveries", headers=office01).json()["items"] == []
     with api.db.session() as session:  # and no new event reaches it
-        assert record_deliveries(session, _event(_proposed("office-13", _pairing(1, 0.9)))) == 0
+        assert record_deliveries(session, _event(_proposed("office-13", _pairing(1, 0.9)))) == []
 
 
 # ---- the delivery worker against a real receiver ---------------------------------------------
@@ -569,7 +581,7 @@ def _subscribe_and_propose(db: Database, url: str, worker: DeliveryWorker) -> tu
         session.add(subscription)
     # As in the consumer: the delivery is recorded inside the span that processes the event.
     with trace.get_tracer(__name__).start_as_current_span("process matchnet.pairings"), db.session() as session:
-        pairings_handler(worker.wake)(session, _event(_proposed("office-13", _pairing(1, 0.9))))
+        pairings_handler(worker)(session, _event(_proposed("office-13", _pairing(1, 0.9))))
     with db.session() as session:
         return subscription, session.exec(select(Delivery)).one()
 
@@ -631,7 +643,7 @@ async def test_worker_disables_a_subscription_whose_receiver_answers_410(
     assert (settled.status, settled.attempts) == (DeliveryStatus.failed, 1)
     assert _read(db, Subscription, subscription.id).status == SubscriptionStatus.disabled
     with db.session() as session:  # and no new event reaches it
-        assert record_deliveries(session, _event(_proposed("office-13", _pairing(1, 0.9)))) == 0
+        assert record_deliveries(session, _event(_proposed("office-13", _pairing(1, 0.9)))) == []
 
 
 def _closed_port() -> int:

@@ -115,3 +115,40 @@ async def test_relay_carries_the_trace_context_of_the_write_into_kafka_headers(d
     with db.session() as session:
         row = session.exec(select(OutboxEvent)).one()
         assert json.loads(row.envelope)["subject"] == "need_t"
+
+
+async def test_rows_committed_by_another_process_are_published_by_the_safety_net_poll(db: Database) -> None:
+    broker = RecordingBroker()
+    relay = OutboxRelay(db, broker.send, poll_interval_s=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.02)
+        # Another replica's write: this process's relay is not told about it.
+        other_replica = Database(db.url, [OutboxEvent])
+        await asyncio.to_thread(write_need_event, other_replica, "need_elsewhere")
+        other_replica.dispose()
+        async with asyncio.timeout(5):
+            while not broker.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert broker.subjects() == [b"need_elsewhere"]
+
+
+async def test_a_committed_row_is_published_once_even_when_a_database_read_races_the_hand_over(db: Database) -> None:
+    broker = RecordingBroker()
+    relay = OutboxRelay(db, broker.send, poll_interval_s=0.001)  # database reads all the time
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.01)
+        for i in range(20):
+            await asyncio.to_thread(write_need_event, db, f"need_{i}")
+        async with asyncio.timeout(5):
+            while len(broker.sent) < 20:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert broker.subjects() == [f"need_{i}".encode() for i in range(20)]

@@ -20,7 +20,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
 
     async def install_worker(runtime: Runtime) -> None:
-        # Made before the consumers start, so their handler can wake it.
+        # Made before the consumers start, so their handler can hand deliveries to it.
         runtime.extras[WORKER] = DeliveryWorker.from_settings(runtime.db, settings)
 
     async def run_worker(runtime: Runtime) -> None:
@@ -30,7 +30,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         worker: DeliveryWorker = runtime.extras[WORKER]
         return [
             EventSubscription(
-                topics=[Topic.pairings.value], group_id=CONSUMER_GROUP, handler=pairings_handler(worker.wake)
+                topics=[Topic.pairings.value], group_id=CONSUMER_GROUP, handler=pairings_handler(worker)
             )
         ]
 

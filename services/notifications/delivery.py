@@ -93,6 +93,7 @@ class DeliveryWorker:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[str, str] = {}  # delivery id -> subscription id
+        self._waiting: list[ClaimedDelivery] = []  # handed over, waiting for a free slot
         self._tasks: set[asyncio.Task[None]] = set()
         # How attempts ended, by the delivery's status after them ("pending" = retry scheduled).
         self.outcomes: Counter[str] = Counter()
@@ -119,9 +120,41 @@ class DeliveryWorker:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
+    def hand_over(self, claimed: list[ClaimedDelivery]) -> None:
+        """Thread-safe: deliveries just committed and claimed for this worker, to send at once."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._accept, claimed)
+        else:
+            self._waiting.extend(claimed)  # not running yet: run() starts them
+
+    def _accept(self, claimed: list[ClaimedDelivery]) -> None:
+        self._waiting.extend(claimed)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        if self._client is None:
+            return
+        busy = Counter(self._in_flight.values())
+        still_waiting = []
+        for delivery in self._waiting:
+            slot_free = len(self._in_flight) < self.concurrency
+            if slot_free and busy[delivery.subscription_id] < self.concurrency_per_subscription:
+                busy[delivery.subscription_id] += 1
+                self._start(delivery)
+            else:
+                still_waiting.append(delivery)
+        self._waiting = still_waiting
+
+    def _start(self, delivery: ClaimedDelivery) -> None:
+        self._in_flight[delivery.id] = delivery.subscription_id
+        task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._client = self._given_client or httpx.AsyncClient(timeout=self.timeout_s)
+        self._start_waiting()
         try:
             while True:
                 self._wakeup.clear()
@@ -147,12 +180,10 @@ class DeliveryWorker:
         if budget <= 0:
             return 0
         busy = Counter(self._in_flight.values())
-        claimed = await asyncio.to_thread(self._claim_due, budget, busy)
+        local = frozenset(self._in_flight) | {d.id for d in self._waiting}
+        claimed = await asyncio.to_thread(self._claim_due, budget, busy, local)
         for delivery in claimed:
-            self._in_flight[delivery.id] = delivery.subscription_id
-            task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(delivery)
         return len(claimed)
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
@@ -163,7 +194,8 @@ class DeliveryWorker:
             log.exception("delivery worker: settling %s failed", delivery.id)
         finally:
             self._in_flight.pop(delivery.id, None)
-            self.wake()  # a slot is free
+            self._start_waiting()  # a slot is free
+            self.wake()
 
     async def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
         """One signed POST, inside a span that continues the trace stored with the delivery."""
@@ -200,7 +232,8 @@ class DeliveryWorker:
                 attempted_at, status_code, latency_ms, None, parse_retry_after(retry_after, now_utc())
             )
 
-    def _claim_due(self, budget: int, busy: Counter[str]) -> list[ClaimedDelivery]:
+    def _claim_due(self, budget: int, busy: Counter[str], local: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
+        """Claim due deliveries (not those this worker already holds) by moving their lease forward."""
         now = now_utc()
         with self.db.session() as session:
             rows = session.exec(
@@ -218,6 +251,8 @@ class DeliveryWorker:
             }
             claimed: list[ClaimedDelivery] = []
             for row in rows:
+                if row.id in local:
+                    continue
                 subscription = subscriptions[row.subscription_id]
                 if subscription.status != SubscriptionStatus.active:
                     row.status = DeliveryStatus.cancelled.value

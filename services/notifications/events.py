@@ -6,7 +6,8 @@ so a redelivered event never yields a second delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from datetime import timedelta
+from typing import Protocol
 
 from sqlmodel import Session, col, or_, select
 
@@ -15,16 +16,24 @@ from shared.events import Envelope, EventType, PairingsProposed
 from shared.kafka import EventHandler
 from shared.telemetry import current_traceparent
 
+from .delivery import ClaimedDelivery
 from .domain import new_delivery, wanted_pairings, webhook_payload
 from .models import Subscription, SubscriptionKind, SubscriptionStatus
 
 CONSUMER_GROUP = "matchnet-notifications"
 
 
-def record_deliveries(session: Session, envelope: Envelope) -> int:
-    """Add a pending delivery for each active subscription that wants this event; returns how many."""
+def record_deliveries(
+    session: Session, envelope: Envelope, lease: timedelta = timedelta(0)
+) -> list[ClaimedDelivery]:
+    """Add a pending delivery for each active subscription that wants this event.
+
+    Each is claimed at birth for ``lease`` (its first attempt is due only after it), so the worker
+    it is handed to sends it at once and no poller takes it meanwhile; if this process dies, the
+    lease runs out and any worker sends it. Returns the claimed deliveries.
+    """
     if envelope.type != EventType.pairings_proposed:
-        return 0
+        return []
     proposed = envelope.payload()
     assert isinstance(proposed, PairingsProposed)
     candidates = session.exec(
@@ -38,21 +47,37 @@ def record_deliveries(session: Session, envelope: Envelope) -> int:
     ).all()
     # The consumer span is active here, so each delivery continues the trace of the original POST.
     traceparent = current_traceparent()
-    recorded = 0
+    claimed: list[ClaimedDelivery] = []
     for subscription in candidates:
         pairings = wanted_pairings(subscription, proposed)
         if pairings is None:
             continue
-        session.add(new_delivery(subscription, envelope, webhook_payload(envelope, pairings), traceparent))
-        recorded += 1
-    return recorded
+        delivery = new_delivery(subscription, envelope, webhook_payload(envelope, pairings), traceparent)
+        delivery.next_attempt_at += lease
+        session.add(delivery)
+        claimed.append(
+            ClaimedDelivery(
+                id=delivery.id, subscription_id=subscription.id, url=subscription.url, secret=subscription.secret,
+                payload=delivery.payload, traceparent=traceparent, attempt=1,
+            )
+        )
+    return claimed
 
 
-def pairings_handler(wake: Callable[[], None]) -> EventHandler:
-    """The consumer handler: record deliveries, and wake the delivery worker once they commit."""
+class DeliveryHandOver(Protocol):
+    """What the handler needs of the delivery worker."""
+
+    lease: timedelta
+
+    def hand_over(self, claimed: list[ClaimedDelivery]) -> None: ...
+
+
+def pairings_handler(worker: DeliveryHandOver) -> EventHandler:
+    """The consumer handler: record deliveries, and hand them to the worker once they commit."""
 
     def handle(session: Session, envelope: Envelope) -> None:
-        if record_deliveries(session, envelope):
-            after_commit(session, wake)
+        claimed = record_deliveries(session, envelope, worker.lease)
+        if claimed:
+            after_commit(session, lambda: worker.hand_over(claimed))
 
     return handle
