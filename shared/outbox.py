@@ -101,6 +101,10 @@ class OutboxRelay:
         # Highest seq published: a handed row at or below it was published by a database read
         # (or, committed out of seq order on PostgreSQL, is left for the next one).
         self._high_water = 0
+        # Published by the fast path, not yet marked: marked in the background, batched, off the
+        # path of the next event; a crash before the mark re-publishes (consumers dedupe).
+        self._unmarked: set[int] = set()
+        self._marker: asyncio.Task[None] | None = None
         self.published_total = 0
 
     def wake(self) -> None:
@@ -151,6 +155,10 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self.max_backoff_s)
         finally:
             self.db.outbox_listeners.remove(self.hand_over)
+            if self._marker is not None:
+                self._marker.cancel()
+            if self._unmarked:  # shutting down: record what was published, blocking briefly
+                self._mark_published(sorted(self._unmarked))
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
@@ -161,7 +169,23 @@ class OutboxRelay:
     async def _publish_handed(self) -> None:
         batch = sorted((p for p in self._handed if p.seq > self._high_water), key=lambda p: p.seq)
         self._handed = []
-        await self._publish_in_order(batch)
+        await self._publish_in_order(batch, mark_later=True)
+
+    def _mark_in_background(self, seqs: list[int]) -> None:
+        self._unmarked.update(seqs)
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._mark_unmarked())
+
+    async def _mark_unmarked(self) -> None:
+        while self._unmarked:
+            seqs = sorted(self._unmarked)
+            try:
+                await asyncio.to_thread(self._mark_published, seqs)
+            except Exception as error:  # the database is busy or away: the seqs stay, try again
+                log.warning("outbox relay: marking %d rows failed (%s)", len(seqs), error)
+                await asyncio.sleep(0.5)
+                continue
+            self._unmarked.difference_update(seqs)
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent rows read from the database, in order; returns how many.
@@ -169,13 +193,13 @@ class OutboxRelay:
         On a failure the rows published so far are marked, the failing row records the error, and
         the exception propagates; later rows wait, so per-key order holds.
         """
-        rows = await asyncio.to_thread(self._load_pending)
+        rows = [row for row in await asyncio.to_thread(self._load_pending) if row.seq not in self._unmarked]
         published = await self._publish_in_order(
             [PendingEvent(row, Envelope.model_validate_json(row.envelope)) for row in rows]
         )
         return len(published)
 
-    async def _publish_in_order(self, batch: list[PendingEvent]) -> list[int]:
+    async def _publish_in_order(self, batch: list[PendingEvent], mark_later: bool = False) -> list[int]:
         published: list[int] = []
         try:
             for pending in batch:
@@ -189,8 +213,11 @@ class OutboxRelay:
             raise
         finally:
             if published:
-                await asyncio.to_thread(self._mark_published, published)
                 self.published_total += len(published)
+                if mark_later:
+                    self._mark_in_background(published)
+                else:
+                    await asyncio.to_thread(self._mark_published, published)
         return published
 
     async def _publish(self, row: OutboxEvent, envelope: Envelope) -> None:

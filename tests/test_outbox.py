@@ -152,3 +152,25 @@ async def test_a_committed_row_is_published_once_even_when_a_database_read_races
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert broker.subjects() == [f"need_{i}".encode() for i in range(20)]
+
+
+async def test_rows_published_on_the_fast_path_are_marked_sent_soon_after(db: Database) -> None:
+    broker = RecordingBroker()
+    relay = OutboxRelay(db, broker.send, poll_interval_s=30)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.02)
+        for i in range(3):
+            await asyncio.to_thread(write_need_event, db, f"need_{i}")
+
+        def all_marked() -> bool:
+            with db.session() as session:
+                return all(row.published_at is not None for row in session.exec(select(OutboxEvent)))
+
+        async with asyncio.timeout(5):
+            while not await asyncio.to_thread(all_marked):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert broker.subjects() == [b"need_0", b"need_1", b"need_2"]
