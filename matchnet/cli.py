@@ -51,6 +51,7 @@ from shared.reference import Confidentiality, office_id_for
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, ServiceSettings
 
 ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"
+EVENT_LOG_FETCH_WAIT_MS = 200
 TITLE_COLUMNS = 32  # display width of a title in an event line (a CJK character counts 2)
 
 
@@ -248,7 +249,9 @@ async def _run_until_signal(network: LocalNetwork, demo: bool, out: TextIO) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    consumer = await open_event_consumer(network.bootstrap_servers, network.fetch_max_wait_ms)
+    # Only a display: a longer fetch wait spares the CPU the services need (the broker answers a
+    # waiting fetch only when the wait expires, so each idle fetch costs both sides).
+    consumer = await open_event_consumer(network.bootstrap_servers, EVENT_LOG_FETCH_WAIT_MS)
     try:
         print("events (Ctrl-C to stop):", file=out, flush=True)
         streaming = asyncio.create_task(stream_events(consumer, network, out))
