@@ -261,7 +261,7 @@ class OutboxRelay:
             session.execute(
                 update(OutboxEvent)
                 .where(col(OutboxEvent.seq) == seq)
-                .values(attempts=OutboxEvent.attempts + 1, last_error=error[:2000])  # type: ignore[operator]
+                .values(attempts=OutboxEvent.attempts + 1, last_error=error[:2000])
             )
 
     def backlog(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,11 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-Hook = Callable[[Runtime], Awaitable[None]]
+Hook = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def configure_logging(level: str) -> None:

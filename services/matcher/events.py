@@ -90,7 +90,7 @@ async def rebuild_index(index: ProfileIndex, settings: MatcherSettings) -> None:
                     params["cursor"] = cursor
                 page = await _get_with_retry(client, f"{base_url}/v1/{resource}", params, deadline)
                 for item in page["items"]:
-                    index.upsert(model.model_validate(item))  # type: ignore[attr-defined]
+                    index.upsert(model.model_validate(item))
                     loaded += 1
                 cursor = page.get("next_cursor")
                 if not cursor:
@@ -104,7 +104,7 @@ async def _get_with_retry(client: httpx.AsyncClient, url: str, params: dict, dea
         try:
             response = await client.get(url, params=params)
             response.raise_for_status()
-            return response.json()  # type: ignore[no-any-return]
+            return response.json()
         except (httpx.HTTPError, ValueError) as error:
             if asyncio.get_running_loop().time() + backoff > deadline:
                 raise RuntimeError(f"index rebuild: {url} unavailable: {error}") from error

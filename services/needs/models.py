@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
@@ -40,7 +40,7 @@ class Need(SQLModel, table=True):
     updated_at: datetime
 
 
-class NeedCreate(SQLModel):
+class NeedCreate(BaseModel):
     """A new need. Unknown fields are rejected."""
 
     model_config = ConfigDict(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
@@ -38,7 +38,7 @@ class Seed(SQLModel, table=True):
     updated_at: datetime
 
 
-class SeedCreate(SQLModel):
+class SeedCreate(BaseModel):
     """A new seed. Unknown fields are rejected."""
 
     model_config = ConfigDict(
