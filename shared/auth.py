@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, model_validator
 
 from shared.errors import Problem
-from shared.reference import OFFICE_IDS
+from shared.reference import OFFICE_IDS, office_id_for
 
 KEY_PREFIX = "mnk_"
 
@@ -102,3 +102,12 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require_role(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
         raise Problem(403, "Forbidden", f"this action needs one of the roles: {', '.join(roles)}")
+
+
+def check_may_register(principal: Principal, prefecture: str, what: str) -> None:
+    """Admins register anywhere; an office registers the seeds and needs of its own prefecture."""
+    if principal.role == Role.admin:
+        return
+    if principal.role == Role.office and principal.office_id == office_id_for(prefecture):
+        return
+    raise Problem(403, "Forbidden", f"only an admin or the office of the {what}'s prefecture may register it")

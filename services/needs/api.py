@@ -5,14 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, check_may_register
 from shared.errors import Problem
 from shared.pagination import Cursor, Page, PageSize, decode_cursor, encode_cursor
 from shared.reference import PrefectureCode, ProfileStatus
 from shared.registry import create_with_event, list_rows
 from shared.service import runtime_of
 
-from .domain import check_may_register, full_profile, need_created_event, new_need, view_for
+from .domain import full_profile, need_created_event, new_need, view_for
 from .models import Need, NeedCreate, NeedPublic
 
 router = APIRouter(prefix="/v1/needs", tags=["needs"])
@@ -25,7 +25,7 @@ def create_need(
     request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    check_may_register(principal, body.prefecture)
+    check_may_register(principal, body.prefecture, "need")
     return create_with_event(
         runtime_of(request).db,
         principal=principal,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shared.auth import Principal, Role
-from shared.errors import Problem
 from shared.events import Envelope, EventType, NeedCreated, NeedProfile
 from shared.ids import new_id
 from shared.reference import Confidentiality, office_id_for
@@ -12,15 +11,6 @@ from shared.registry import now_utc
 from .models import Need, NeedCreate
 
 EVENT_SOURCE = "/matchnet/needs"
-
-
-def check_may_register(principal: Principal, prefecture: str) -> None:
-    """Admins register anywhere; an office registers the needs of its own prefecture."""
-    if principal.role == Role.admin:
-        return
-    if principal.role == Role.office and principal.office_id == office_id_for(prefecture):
-        return
-    raise Problem(403, "Forbidden", "only an admin or the office of the need's prefecture may register it")
 
 
 def new_need(data: NeedCreate) -> Need:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from shared.auth import Principal, Role
-from shared.errors import Problem
 from shared.events import Envelope, EventType, SeedCreated, SeedProfile
 from shared.ids import new_id
-from shared.reference import office_id_for
 from shared.registry import now_utc
 
 from .models import Seed, SeedCreate
 
 EVENT_SOURCE = "/matchnet/seeds"
-
-
-def check_may_register(principal: Principal, prefecture: str) -> None:
-    """Admins register anywhere; an office registers the seeds of its own prefecture."""
-    if principal.role == Role.admin:
-        return
-    if principal.role == Role.office and principal.office_id == office_id_for(prefecture):
-        return
-    raise Problem(403, "Forbidden", "only an admin or the office of the seed's prefecture may register it")
 
 
 def new_seed(data: SeedCreate) -> Seed:
