@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
@@ -25,16 +26,22 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
+_ID_SHAPE = re.compile(r"^[a-z]+_[0-9a-f]{28}$")  # as shared.ids.new_id makes them
+
+
 def decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        last_id = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        if _ID_SHAPE.match(last_id):
+            return last_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Problem(
-            400, "Invalid cursor", "cursor is not one this API returned", kind="validation",
-            errors=[{"field": "cursor", "message": "not a cursor returned by this API"}],
-        ) from None
+        pass
+    raise Problem(
+        400, "Invalid cursor", "cursor is not one this API returned", kind="validation",
+        errors=[{"field": "cursor", "message": "not a cursor returned by this API"}],
+    )
 
 
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")]

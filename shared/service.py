@@ -11,11 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import SQLModel
 
 from shared.auth import CurrentPrincipal, Role, mint_api_key, require_role
 from shared.db import Database
-from shared.errors import BodySizeLimit, install_problem_handlers, problem_response
+from shared.errors import BodySizeLimit, Problem, install_problem_handlers, problem_response
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
 from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
@@ -162,15 +163,16 @@ def _health_router() -> APIRouter:
     return router
 
 
+class ApiKeyCreate(BaseModel):
+    """A key for one role; an office key names its office, a partner key its partner id."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    office_id: str | None = None
+    partner_id: str | None = None
+
+
 def _keys_router() -> APIRouter:
-    from pydantic import BaseModel, ConfigDict
-
-    class ApiKeyCreate(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        role: Role
-        office_id: str | None = None
-        partner_id: str | None = None
-
     router = APIRouter(tags=["api keys"])
 
     @router.post("/v1/api-keys", status_code=201, summary="Mint an API key (admin)")
@@ -181,8 +183,6 @@ def _keys_router() -> APIRouter:
                 request.app.state.settings.signing_secret, body.role, body.office_id, body.partner_id
             )
         except ValueError as error:
-            from shared.errors import Problem
-
             raise Problem(422, "Validation failed", str(error), kind="validation",
                           errors=[{"field": "office_id" if body.role == Role.office else "partner_id",
                                    "message": "required for this role and must be known"}]) from None

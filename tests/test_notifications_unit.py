@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from opentelemetry import trace
 from sqlmodel import SQLModel, col, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -45,7 +44,7 @@ from services.notifications.models import (
     SubscriptionStatus,
 )
 from services.notifications.settings import NotificationsSettings
-from shared.auth import Role, mint_api_key
+from shared.auth import Role
 from shared.db import Database
 from shared.errors import Problem
 from shared.events import (
@@ -58,13 +57,11 @@ from shared.events import (
     SeedSummary,
 )
 from shared.ids import new_id
-from shared.kafka import EventPublisher
-from shared.outbox import OutboxRelay
 from shared.reference import CollaborationForm, CompanySize, Confidentiality, OwnerType, office_id_for
-from shared.service import COMMON_TABLES, Runtime
+from shared.service import COMMON_TABLES
 from shared.telemetry import setup_telemetry
+from tests.api_harness import ADMIN, ADMIN_KEY, Api, route_harness
 
-ADMIN_KEY = "test-admin-key"
 RowT = TypeVar("RowT", bound=SQLModel)
 NOTIFICATION_TABLES: list[type[SQLModel]] = [Subscription, Delivery, DeliveryAttempt]
 
@@ -360,30 +357,12 @@ def test_production_checks_where_a_host_name_resolves() -> None:
 # ---- the API ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Api:
-    client: TestClient
-    db: Database
-    settings: NotificationsSettings
-
-    def key(self, role: Role, office_id: str | None = None, partner_id: str | None = None) -> dict[str, str]:
-        token = mint_api_key(self.settings.signing_secret, role, office_id, partner_id)
-        return {"Authorization": f"Bearer {token}"}
-
-
 def _api(tmp_path: Path, *, dev_mode: bool = True) -> Iterator[Api]:
     settings = NotificationsSettings(
         database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, dev_mode=dev_mode
     )
-    app = create_app(settings)
-    database = Database(settings.resolved_database_url, [*COMMON_TABLES, *NOTIFICATION_TABLES])
-    database.create_tables()
-    publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="test")
-    # No lifespan: the routes need only the database, not the broker, consumer or worker.
-    app.state.runtime = Runtime(settings=settings, db=database, publisher=publisher,
-                                relay=OutboxRelay(database, publisher.send))
-    yield Api(TestClient(app), database, settings)
-    database.dispose()
+    with route_harness(create_app, settings, NOTIFICATION_TABLES) as api:
+        yield api
 
 
 @pytest.fixture
@@ -396,7 +375,6 @@ def production_api(tmp_path: Path) -> Iterator[Api]:
     yield from _api(tmp_path, dev_mode=False)
 
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 HOOK = "http://127.0.0.1:9999/hook"
 
 
