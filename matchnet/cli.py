@@ -625,13 +625,14 @@ class WebhookReceiver(ThreadingHTTPServer):
 def serve_webhooks(receiver: WebhookReceiver, out: TextIO | None = None) -> int:
     """Say where to point a subscription, then serve until Ctrl-C or ``receiver.shutdown()``."""
     out = out or receiver.out
-    print(f"listening on {receiver.url} — register it with POST /v1/subscriptions", file=out)
-    if receiver.secret_key is None:
-        print("signatures not checked: start with --secret whsec_… (POST /v1/subscriptions returns it)", file=out)
-    else:
-        print(f"checking signatures with {webhook_verifier_name()}", file=out)
-    print(f"answering {receiver.status} (Ctrl-C to stop)", file=out, flush=True)
     try:
+        print(f"listening on {receiver.url} — register it with POST /v1/subscriptions", file=out)
+        if receiver.secret_key is None:
+            print("signatures not checked: start with --secret whsec_… (POST /v1/subscriptions returns it)",
+                  file=out)
+        else:
+            print(f"checking signatures with {webhook_verifier_name()}", file=out)
+        print(f"answering {receiver.status} (Ctrl-C to stop)", file=out, flush=True)
         receiver.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -672,6 +673,8 @@ def cmd_receive(args: argparse.Namespace, out: TextIO | None = None) -> int:
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return serve_webhooks(receiver, out)
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 0
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)

@@ -149,6 +149,22 @@ class EventConsumer:
         self.dead_letters_total = 0
 
     async def run(self) -> None:
+        """Consume until cancelled; a consumer that fails (a lost group, a failed commit) restarts.
+
+        Offsets not committed before a restart are redelivered, and the inbox skips what was applied.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s failed; restarting in %.1fs", self.group_id, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _consume(self) -> None:
         await self._start()
         assert self.consumer is not None
         try:

@@ -112,7 +112,7 @@ def create_service_app(
             runtime.consumers.append(consumer)
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-consume-{sub.group_id}"))
         for task_factory in background:
-            runtime.tasks.append(asyncio.create_task(task_factory(runtime)))
+            runtime.tasks.append(asyncio.create_task(task_factory(runtime), name=f"{name}-{task_factory.__name__}"))
         log.info("%s ready on %s:%s (%s)", name, settings.host, settings.port, db.backend)
         try:
             yield
@@ -155,6 +155,8 @@ def _health_router() -> APIRouter:
         except Exception as error:
             checks["database"] = f"unreachable: {type(error).__name__}"
         checks["broker"] = "ok" if await runtime.publisher.broker_reachable() else "unreachable"
+        stopped = [task.get_name() for task in runtime.tasks if task.done()]
+        checks["workers"] = "ok" if not stopped else f"stopped: {', '.join(stopped)}"
         if all(v == "ok" for v in checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
         response = problem_response(503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()))

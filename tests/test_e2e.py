@@ -10,6 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from standardwebhooks.webhooks import Webhook
 
 from matchnet.network import LocalNetwork
@@ -113,9 +116,18 @@ def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_
     seed_id = register_seed_and_wait_until_indexed(network)
 
     trace_id = secrets.token_hex(16)
-    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    with client(network, "needs", traceparent=traceparent) as needs:
-        need = needs.post("/v1/needs", json=NEED_BODY)
+    # The office's side of the trace: the POST carries this trace id whether or not httpx is
+    # instrumented in this process (an instrumented client adds its span as a child).
+    office_span = NonRecordingSpan(
+        SpanContext(int(trace_id, 16), int(secrets.token_hex(8), 16), is_remote=False, trace_flags=TraceFlags(1))
+    )
+    traceparent = f"00-{trace_id}-{format(office_span.get_span_context().span_id, '016x')}-01"
+    token = otel_context.attach(trace.set_span_in_context(office_span))
+    try:
+        with client(network, "needs", traceparent=traceparent) as needs:
+            need = needs.post("/v1/needs", json=NEED_BODY)
+    finally:
+        otel_context.detach(token)
     assert need.status_code == 201, need.text
     need_id = need.json()["id"]
 
