@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from shared.events import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = new_webhook_secret()
-Verifier = Callable[[str, dict[str, str], bytes], None]
+Verifier = Callable[[str | bytes, Mapping[str, str], bytes], None]
 VERIFIERS: dict[str, Verifier] = {"standardwebhooks": verify_webhook, "builtin": verify_webhook_builtin}
 
 
@@ -215,9 +215,11 @@ def test_receive_refuses_bad_options(argv: list[str], capsys: pytest.CaptureFixt
 
 
 @contextmanager
-def running_receiver(**options: object) -> Iterator[tuple[WebhookReceiver, io.StringIO]]:
+def running_receiver(
+    status: int = 200, secret_key: bytes | None = None
+) -> Iterator[tuple[WebhookReceiver, io.StringIO]]:
     out = io.StringIO()
-    receiver = WebhookReceiver("127.0.0.1", 0, out=out, **options)  # type: ignore[arg-type]
+    receiver = WebhookReceiver("127.0.0.1", 0, status=status, secret_key=secret_key, out=out)
     thread = threading.Thread(target=serve_webhooks, args=(receiver,), daemon=True)
     thread.start()
     try:
