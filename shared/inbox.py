@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel
 
 from shared.events import Envelope
@@ -40,14 +42,16 @@ class DeadLetterEvent(SQLModel, table=True):
 def claim_event(session: Session, envelope: Envelope) -> bool:
     """Record ``envelope`` as processed in this transaction; False if it was processed before.
 
-    A concurrent duplicate fails the transaction on the primary key at flush or commit, so at most
-    one of two racing consumers commits its effect.
+    One statement, ``INSERT … ON CONFLICT DO NOTHING``: a racing duplicate waits for the first
+    transaction and then inserts nothing, so at most one of two consumers commits its effect.
     """
-    if session.get(InboxEvent, envelope.id) is not None:
-        return False
-    session.add(InboxEvent(event_id=envelope.id, event_type=envelope.type))
-    session.flush()
-    return True
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = (
+        insert(InboxEvent)
+        .values(event_id=envelope.id, event_type=envelope.type, processed_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 
 
 def was_processed(session: Session, event_id: str) -> bool:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 from opentelemetry import trace
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from shared.events import (
     Envelope,
@@ -59,8 +59,10 @@ def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler
 
 def store_pairings(session: Session, proposal: PairingsProposed) -> None:
     now = datetime.now(UTC)
+    ids = [pairing.pairing_id for pairing in proposal.pairings]
+    known = {r.pairing_id: r for r in session.exec(select(PairingRecord).where(col(PairingRecord.pairing_id).in_(ids)))}
     for pairing in proposal.pairings:
-        record = session.get(PairingRecord, pairing.pairing_id)
+        record = known.get(pairing.pairing_id)
         if record is None:
             record = PairingRecord(
                 pairing_id=pairing.pairing_id, seed_id=pairing.seed.id, need_id=pairing.need.id,
