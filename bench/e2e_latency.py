@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,14 @@ SEED_TOPICS = [
     ("高強度アルミ合金の摩擦攪拌接合", "異種金属を低入熱で接合する技術", ["manufacturing", "materials"]),
     ("食品の鮮度を判定するにおいセンサー", "揮発成分から鮮度を推定する", ["agriculture_food", "measurement"]),
 ]
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -146,10 +155,13 @@ def main() -> None:
                 time.sleep(0.05)
             print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
                   f"({'PostgreSQL' if args.postgres else 'SQLite'}, embedded broker)", flush=True)
+            processes = ["broker", "seeds", "needs", "matcher", "notifications"]
+            cpu_before = {name: cpu_seconds(net.pid_of(name)) for name in processes}
             errors = asyncio.run(run_load(net, args.rate, args.duration, sent))
             deadline = time.perf_counter() + 15
             while time.perf_counter() < deadline and not sent.keys() <= arrivals.keys():
                 time.sleep(0.05)
+            cpu_used = {name: cpu_seconds(net.pid_of(name)) - cpu_before[name] for name in processes}
         finally:
             net.stop()
             server.shutdown()
@@ -162,6 +174,8 @@ def main() -> None:
         print("no webhook arrived")
         sys.exit(1)
     print(f"needs posted: {len(sent)}  POST errors: {errors}  webhooks missing: {missing}")
+    per_need = "  ".join(f"{name} {1000 * used / max(len(sent), 1):.1f}" for name, used in cpu_used.items())
+    print(f"CPU ms per need (idle polling included): {per_need}")
     print(
         "POST → webhook latency ms: "
         f"p50 {percentile(latencies, 0.50):.1f}  p90 {percentile(latencies, 0.90):.1f}  "
