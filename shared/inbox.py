@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from shared.events import Envelope
 
@@ -50,8 +50,9 @@ def claim_event(session: Session, envelope: Envelope) -> bool:
         insert(InboxEvent)
         .values(event_id=envelope.id, event_type=envelope.type, processed_at=datetime.now(UTC))
         .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(col(InboxEvent.event_id))  # rowcount is not reliable here across drivers; RETURNING is
     )
-    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    return session.execute(statement).first() is not None
 
 
 def was_processed(session: Session, event_id: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,13 +71,13 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
 
 @contextmanager
-def postgres_databases(admin_url: str) -> Iterator[dict[str, str]]:
+def postgres_databases(admin_url: str, services: Sequence[str] = SERVICES) -> Iterator[dict[str, str]]:
     """One fresh PostgreSQL database per service (dropped afterwards): {service: url}."""
     import psycopg
 
     prefix = f"matchnet_test_{secrets.token_hex(4)}"
     base = admin_url.rsplit("/", 1)[0]
-    names = {service: f"{prefix}_{service}" for service in SERVICES}
+    names = {service: f"{prefix}_{service}" for service in services}
     with psycopg.connect(admin_url, autocommit=True) as connection:
         for name in names.values():
             connection.execute(f'CREATE DATABASE "{name}"')

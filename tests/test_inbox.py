@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from shared.db import Database
 from shared.events import Envelope, EventType, NeedCreated
 from shared.inbox import INBOX_TABLES, DeadLetterEvent, InboxEvent
 from shared.kafka import EventConsumer
+from tests.e2e_support import postgres_admin_url, postgres_databases
 from tests.factories import need_profile
 
 
@@ -25,9 +27,21 @@ def notice_need(session: Session, envelope: Envelope) -> None:
     session.add(NoticedNeed(need_id=envelope.subject))
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'inbox.db'}"
+        return
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        pytest.skip("MATCHNET_TEST_POSTGRES_URL is not set (.ci/run sets it when PostgreSQL answers)")
+    with postgres_databases(admin_url, services=("inbox",)) as urls:
+        yield urls["inbox"]
+
+
 @pytest.fixture
-def consumer(tmp_path: Path) -> EventConsumer:
-    db = Database(f"sqlite:///{tmp_path / 'inbox.db'}", [*INBOX_TABLES, NoticedNeed])
+def consumer(database_url: str) -> Iterator[EventConsumer]:
+    db = Database(database_url, [*INBOX_TABLES, NoticedNeed])
     db.create_tables()
     yield EventConsumer(db=db, topics=["matchnet.needs"], group_id="test", handler=notice_need,
                         bootstrap_servers="127.0.0.1:1")
