@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server: one database per service")
     parser.add_argument("--trace-file", type=Path, help="write every service's spans to this JSON-lines file")
     parser.add_argument("--fetch-max-wait-ms", type=int, default=5, help="consumers' fetch wait (default 5)")
+    parser.add_argument("--env", action="append", default=[], type=lambda kv: tuple(kv.split("=", 1)),
+                        metavar="NAME=VALUE", help="extra environment for every service (repeatable)")
     args = parser.parse_args()
 
     arrivals: dict[str, float] = {}
@@ -132,7 +134,7 @@ def main() -> None:
             database_urls = pg.__enter__()
         net = LocalNetwork(
             data_dir=Path(tmp) / "data", free_ports=True, database_urls=database_urls, log_dir=Path(tmp) / "logs",
-            trace_file=args.trace_file, fetch_max_wait_ms=args.fetch_max_wait_ms,
+            trace_file=args.trace_file, fetch_max_wait_ms=args.fetch_max_wait_ms, env=dict(args.env),
             progress=lambda m: print(f"  {m}", flush=True),
         )
         try:
