@@ -655,3 +655,24 @@ async def test_worker_stops_when_cancelled_even_while_being_woken(db: Database) 
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=2)
             assert done, "the worker kept running after it was cancelled"
+
+
+async def test_a_backlog_for_one_subscription_drains_without_waiting_for_the_poll(
+    db: Database, receiver_factory: Any
+) -> None:
+    receiver = await receiver_factory(*[200] * 12)
+    subscription = _subscription(office_id="office-13", url=receiver.url)
+    with db.session() as session:
+        session.add(subscription)
+    with db.session() as session:  # a backlog in the database, as after a restart: nothing handed over
+        for i in range(12):
+            record_deliveries(session, _event(_proposed("office-13", _pairing(i + 1, 0.9))))
+    worker = DeliveryWorker(db, poll_interval_s=30, concurrency_per_subscription=4, timeout_s=2.0)
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(5):  # one poll at start; the rest follows as slots free up
+            while len(receiver.received) < 12:
+                await asyncio.sleep(0.01)
+    finally:
+        await _stop(task)
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 12

@@ -94,6 +94,8 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[str, str] = {}  # delivery id -> subscription id
         self._waiting: list[ClaimedDelivery] = []  # handed over, waiting for a free slot
+        # The last claim filled every free slot: more may be due in the database.
+        self._more_due = False
         self._tasks: set[asyncio.Task[None]] = set()
         # How attempts ended, by the delivery's status after them ("pending" = retry scheduled).
         self.outcomes: Counter[str] = Counter()
@@ -178,10 +180,12 @@ class DeliveryWorker:
         """Claim due deliveries up to the free slots and start sending them; returns how many."""
         budget = self.concurrency - len(self._in_flight)
         if budget <= 0:
+            self._more_due = True  # could not look: look again when a slot frees
             return 0
         busy = Counter(self._in_flight.values())
         local = frozenset(self._in_flight) | {d.id for d in self._waiting}
-        claimed = await asyncio.to_thread(self._claim_due, budget, busy, local)
+        claimed, left_due = await asyncio.to_thread(self._claim_due, budget, busy, local)
+        self._more_due = left_due
         for delivery in claimed:
             self._start(delivery)
         return len(claimed)
@@ -195,7 +199,8 @@ class DeliveryWorker:
         finally:
             self._in_flight.pop(delivery.id, None)
             self._start_waiting()  # a slot is free
-            self.wake()
+            if self._more_due:
+                self.wake()
 
     async def _attempt(self, delivery: ClaimedDelivery) -> AttemptResult:
         """One signed POST, inside a span that continues the trace stored with the delivery."""
@@ -232,8 +237,13 @@ class DeliveryWorker:
                 attempted_at, status_code, latency_ms, None, parse_retry_after(retry_after, now_utc())
             )
 
-    def _claim_due(self, budget: int, busy: Counter[str], local: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
-        """Claim due deliveries (not those this worker already holds) by moving their lease forward."""
+    def _claim_due(
+        self, budget: int, busy: Counter[str], local: frozenset[str] = frozenset()
+    ) -> tuple[list[ClaimedDelivery], bool]:
+        """Claim due deliveries (not those this worker holds) by moving their lease forward.
+
+        Returns them, and whether due deliveries were left for lack of a slot.
+        """
         now = now_utc()
         with self.db.session() as session:
             rows = session.exec(
@@ -244,12 +254,13 @@ class DeliveryWorker:
                 .with_for_update(skip_locked=True)
             ).all()
             if not rows:
-                return []
+                return [], False
             subscription_ids = {row.subscription_id for row in rows}
             subscriptions = {
                 s.id: s for s in session.exec(select(Subscription).where(col(Subscription.id).in_(subscription_ids)))
             }
             claimed: list[ClaimedDelivery] = []
+            left_due = len(rows) >= self.scan_size  # a full scan: there may be more behind it
             for row in rows:
                 if row.id in local:
                     continue
@@ -258,10 +269,9 @@ class DeliveryWorker:
                     row.status = DeliveryStatus.cancelled.value
                     row.finished_at = now
                     continue
-                if len(claimed) >= budget:
-                    continue  # only cancellations from here on
-                if busy[row.subscription_id] >= self.concurrency_per_subscription:
-                    continue
+                if len(claimed) >= budget or busy[row.subscription_id] >= self.concurrency_per_subscription:
+                    left_due = True
+                    continue  # only cancellations of the rest, if any
                 busy[row.subscription_id] += 1
                 row.next_attempt_at = now + self.lease
                 claimed.append(
@@ -271,7 +281,7 @@ class DeliveryWorker:
                         attempt=row.attempts + 1,
                     )
                 )
-            return claimed
+            return claimed, left_due
 
     def _settle(self, claimed: ClaimedDelivery, result: AttemptResult) -> str:
         """Record the attempt and decide: succeeded, failed (410), retry later, dead, or cancelled.
