@@ -8,17 +8,48 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.auth import Principal
-from shared.db import Database
+from shared.db import Database, UtcDateTime
 from shared.events import Envelope
 from shared.idempotency import find_replay, idempotency_scope, remember, request_fingerprint
 from shared.outbox import record_event
+from shared.reference import Keyword, Language, PrefectureCode, ProfileStatus
 
 EntityT = TypeVar("EntityT", bound=SQLModel)
+
+
+class ProfileRow(SQLModel):
+    """The columns every registry profile (seed, need) has; each table adds its own."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    version: int = 1
+    title: str = Field(max_length=300)
+    description: str = Field(sa_type=Text, nullable=False)
+    keywords: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    fields: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    prefecture: str = Field(max_length=2, index=True)
+    language: str = Field(max_length=2)
+    status: str = Field(default=ProfileStatus.open.value, max_length=20, index=True)
+    created_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+class ProfileCreate(BaseModel):
+    """What every new profile states; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = PydanticField(min_length=1, max_length=300)
+    description: str = PydanticField(min_length=1, max_length=20000)
+    keywords: list[Keyword] = PydanticField(default_factory=list, max_length=30)
+    prefecture: PrefectureCode
+    language: Language = Language.ja
 
 
 def now_utc() -> datetime:

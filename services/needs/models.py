@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON
+from sqlmodel import Field
 
 from shared.events import NeedProfile
 from shared.reference import (
@@ -13,34 +11,20 @@ from shared.reference import (
     CompanySize,
     Confidentiality,
     FieldCode,
-    Keyword,
-    Language,
-    PrefectureCode,
-    ProfileStatus,
 )
+from shared.registry import ProfileCreate, ProfileRow
 
 
-class Need(SQLModel, table=True):
+class Need(ProfileRow, table=True):
     """A company's technology request, as stored."""
 
-    id: str = Field(primary_key=True, max_length=64)
-    version: int = 1
-    title: str = Field(max_length=300)
-    description: str = Field(sa_column=Column(Text, nullable=False))
-    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    fields: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     company_name: str = Field(max_length=300)
     company_size: str = Field(max_length=20)
-    prefecture: str = Field(max_length=2, index=True)
-    wanted_forms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    wanted_forms: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
     confidentiality: str = Field(max_length=20, index=True)
-    language: str = Field(max_length=2)
-    status: str = Field(default=ProfileStatus.open.value, max_length=20, index=True)
-    created_at: datetime
-    updated_at: datetime
 
 
-class NeedCreate(BaseModel):
+class NeedCreate(ProfileCreate):
     """A new need. Unknown fields are rejected."""
 
     model_config = ConfigDict(
@@ -63,16 +47,11 @@ class NeedCreate(BaseModel):
         },
     )
 
-    title: str = PydanticField(min_length=1, max_length=300)
-    description: str = PydanticField(min_length=1, max_length=20000)
-    keywords: list[Keyword] = PydanticField(default_factory=list, max_length=30)
     fields: list[FieldCode] = PydanticField(default_factory=list, max_length=8)
     company_name: str = PydanticField(min_length=1, max_length=300)
     company_size: CompanySize
-    prefecture: PrefectureCode
     wanted_forms: list[CollaborationForm] = PydanticField(min_length=1, max_length=6)
     confidentiality: Confidentiality = Confidentiality.members
-    language: Language = Language.ja
 
 
 NeedPublic = NeedProfile

@@ -1,44 +1,28 @@
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON
+from sqlmodel import Field
 
 from shared.events import SeedProfile
 from shared.reference import (
     CollaborationForm,
     FieldCode,
-    Keyword,
-    Language,
     OwnerType,
-    PrefectureCode,
-    ProfileStatus,
 )
+from shared.registry import ProfileCreate, ProfileRow
 
 
-class Seed(SQLModel, table=True):
+class Seed(ProfileRow, table=True):
     """A technology offer, as stored."""
 
-    id: str = Field(primary_key=True, max_length=64)
-    version: int = 1
-    title: str = Field(max_length=300)
-    description: str = Field(sa_column=Column(Text, nullable=False))
-    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    fields: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     owner_org: str = Field(max_length=300)
     owner_type: str = Field(max_length=40)
-    prefecture: str = Field(max_length=2, index=True)
-    offers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    language: str = Field(max_length=2)
-    status: str = Field(default=ProfileStatus.open.value, max_length=20, index=True)
-    created_at: datetime
-    updated_at: datetime
+    offers: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
 
 
-class SeedCreate(BaseModel):
+class SeedCreate(ProfileCreate):
     """A new seed. Unknown fields are rejected."""
 
     model_config = ConfigDict(
@@ -60,15 +44,10 @@ class SeedCreate(BaseModel):
         },
     )
 
-    title: str = PydanticField(min_length=1, max_length=300)
-    description: str = PydanticField(min_length=1, max_length=20000)
-    keywords: list[Keyword] = PydanticField(default_factory=list, max_length=30)
     fields: list[FieldCode] = PydanticField(min_length=1, max_length=8)
     owner_org: str = PydanticField(min_length=1, max_length=300)
     owner_type: OwnerType
-    prefecture: PrefectureCode
     offers: list[CollaborationForm] = PydanticField(min_length=1, max_length=6)
-    language: Language = Language.ja
 
 
 SeedPublic = SeedProfile
