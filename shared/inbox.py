@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Field, Session, SQLModel, col
+from sqlmodel import Field, Session, SQLModel
 
 from shared.events import Envelope
 
@@ -39,20 +39,27 @@ class DeadLetterEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+_INBOX = InboxEvent.__table__  # type: ignore[attr-defined]
+# Core statements, compiled once: RETURNING tells whether the row was new (rowcount is not
+# reliable for ON CONFLICT across drivers).
+_CLAIM = {
+    "sqlite": sqlite_insert(_INBOX).on_conflict_do_nothing(index_elements=["event_id"]).returning(_INBOX.c.event_id),
+    "postgresql": postgresql_insert(_INBOX)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(_INBOX.c.event_id),
+}
+
+
 def claim_event(session: Session, envelope: Envelope) -> bool:
     """Record ``envelope`` as processed in this transaction; False if it was processed before.
 
     One statement, ``INSERT … ON CONFLICT DO NOTHING``: a racing duplicate waits for the first
     transaction and then inserts nothing, so at most one of two consumers commits its effect.
     """
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = (
-        insert(InboxEvent)
-        .values(event_id=envelope.id, event_type=envelope.type, processed_at=datetime.now(UTC))
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(col(InboxEvent.event_id))  # rowcount is not reliable here across drivers; RETURNING is
-    )
-    return session.execute(statement).first() is not None
+    connection = session.connection()
+    statement = _CLAIM[connection.dialect.name]
+    values = {"event_id": envelope.id, "event_type": envelope.type, "processed_at": datetime.now(UTC)}
+    return connection.execute(statement, values).first() is not None
 
 
 def was_processed(session: Session, event_id: str) -> bool:

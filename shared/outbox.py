@@ -53,27 +53,38 @@ class OutboxEvent(SQLModel, table=True):
 class PendingEvent:
     """An outbox row with its envelope, as the relay publishes it."""
 
-    row: OutboxEvent
+    seq: int
+    event_id: str
+    event_type: str
+    topic: str
+    key: str
+    traceparent: str | None
     envelope: Envelope
 
-    @property
-    def seq(self) -> int:
-        assert self.row.seq is not None, "the row has not been flushed"
-        return self.row.seq
+    @classmethod
+    def of_row(cls, row: OutboxEvent) -> PendingEvent:
+        assert row.seq is not None
+        return cls(row.seq, row.event_id, row.event_type, row.topic, row.key, row.traceparent,
+                   Envelope.model_validate_json(row.envelope))
+
+
+_OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
+# One compiled statement, reused: Core, not an ORM unit of work, on every write's hot path.
+_INSERT_OUTBOX = _OUTBOX.insert().returning(_OUTBOX.c.seq)
 
 
 def record_event(session: Session, envelope: Envelope) -> None:
     """Add ``envelope`` to the outbox in the caller's transaction, with the current trace context."""
-    row = OutboxEvent(
-        event_id=envelope.id,
-        event_type=envelope.type,
-        topic=envelope.topic.value,
-        key=envelope.subject,
-        envelope=envelope.model_dump_json(),
-        traceparent=current_traceparent(),
-    )
-    session.add(row)
-    session.info.setdefault(OUTBOX_ROWS, []).append(PendingEvent(row, envelope))
+    traceparent = current_traceparent()
+    topic = envelope.topic.value
+    values = {
+        "event_id": envelope.id, "event_type": envelope.type, "topic": topic, "key": envelope.subject,
+        "envelope": envelope.model_dump_json(), "traceparent": traceparent,
+        "created_at": datetime.now(UTC), "attempts": 0,
+    }
+    seq = session.connection().execute(_INSERT_OUTBOX, values).scalar_one()
+    pending = PendingEvent(seq, envelope.id, envelope.type, topic, envelope.subject, traceparent, envelope)
+    session.info.setdefault(OUTBOX_ROWS, []).append(pending)
 
 
 class OutboxRelay:
@@ -194,16 +205,14 @@ class OutboxRelay:
         the exception propagates; later rows wait, so per-key order holds.
         """
         rows = [row for row in await asyncio.to_thread(self._load_pending) if row.seq not in self._unmarked]
-        published = await self._publish_in_order(
-            [PendingEvent(row, Envelope.model_validate_json(row.envelope)) for row in rows]
-        )
+        published = await self._publish_in_order([PendingEvent.of_row(row) for row in rows])
         return len(published)
 
     async def _publish_in_order(self, batch: list[PendingEvent], mark_later: bool = False) -> list[int]:
         published: list[int] = []
         try:
             for pending in batch:
-                await self._publish(pending.row, pending.envelope)
+                await self._publish(pending)
                 published.append(pending.seq)
                 self._high_water = max(self._high_water, pending.seq)
         except Exception as error:
@@ -220,25 +229,25 @@ class OutboxRelay:
                     await asyncio.to_thread(self._mark_published, published)
         return published
 
-    async def _publish(self, row: OutboxEvent, envelope: Envelope) -> None:
-        key, value, headers = envelope.to_kafka()
+    async def _publish(self, pending: PendingEvent) -> None:
+        key, value, headers = pending.envelope.to_kafka()
         with _tracer.start_as_current_span(
-            f"send {row.topic}",
-            context=context_from_traceparent(row.traceparent),
+            f"send {pending.topic}",
+            context=context_from_traceparent(pending.traceparent),
             kind=trace.SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.operation.type": "send",
                 "messaging.operation.name": "send",
-                "messaging.destination.name": row.topic,
-                "messaging.kafka.message.key": row.key,
-                "messaging.message.id": row.event_id,
-                "cloudevents.event_id": row.event_id,
-                "cloudevents.event_type": row.event_type,
+                "messaging.destination.name": pending.topic,
+                "messaging.kafka.message.key": pending.key,
+                "messaging.message.id": pending.event_id,
+                "cloudevents.event_id": pending.event_id,
+                "cloudevents.event_type": pending.event_type,
             },
         ):
             inject_kafka_headers(headers)
-            await self.send(row.topic, key, value, headers)
+            await self.send(pending.topic, key, value, headers)
 
     def _load_pending(self) -> list[OutboxEvent]:
         with self.db.session() as session:

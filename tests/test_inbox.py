@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -11,7 +10,6 @@ from shared.db import Database
 from shared.events import Envelope, EventType, NeedCreated
 from shared.inbox import INBOX_TABLES, DeadLetterEvent, InboxEvent
 from shared.kafka import EventConsumer
-from tests.e2e_support import postgres_admin_url, postgres_databases
 from tests.factories import need_profile
 
 
@@ -25,18 +23,6 @@ class NoticedNeed(SQLModel, table=True):
 
 def notice_need(session: Session, envelope: Envelope) -> None:
     session.add(NoticedNeed(need_id=envelope.subject))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'inbox.db'}"
-        return
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("MATCHNET_TEST_POSTGRES_URL is not set (.ci/run sets it when PostgreSQL answers)")
-    with postgres_databases(admin_url, services=("inbox",)) as urls:
-        yield urls["inbox"]
 
 
 @pytest.fixture

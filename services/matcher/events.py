@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlmodel import Session, col, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from shared.events import (
     Envelope,
@@ -57,21 +60,35 @@ def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler
     return handle
 
 
+_PAIRING = PairingRecord.__table__  # type: ignore[attr-defined]
+
+
+def _upsert_pairing(dialect: str) -> Any:
+    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_PAIRING)
+    return statement.on_conflict_do_update(
+        index_elements=["pairing_id"],
+        set_={"score": statement.excluded.score, "pairing": statement.excluded.pairing,
+              "updated_at": statement.excluded.updated_at},
+    )
+
+
+# Core upserts compiled once per dialect: the hot path of every ranking.
+_UPSERT_PAIRING = {dialect: _upsert_pairing(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 def store_pairings(session: Session, proposal: PairingsProposed) -> None:
+    """Insert or refresh the proposal's pairings (one statement, many rows)."""
     now = datetime.now(UTC)
-    ids = [pairing.pairing_id for pairing in proposal.pairings]
-    known = {r.pairing_id: r for r in session.exec(select(PairingRecord).where(col(PairingRecord.pairing_id).in_(ids)))}
-    for pairing in proposal.pairings:
-        record = known.get(pairing.pairing_id)
-        if record is None:
-            record = PairingRecord(
-                pairing_id=pairing.pairing_id, seed_id=pairing.seed.id, need_id=pairing.need.id,
-                office_id=pairing.need.office_id, score=pairing.score, pairing={},
-            )
-        record.score = pairing.score
-        record.pairing = pairing.model_dump(mode="json")
-        record.updated_at = now
-        session.add(record)
+    rows = [
+        {
+            "pairing_id": p.pairing_id, "seed_id": p.seed.id, "need_id": p.need.id, "office_id": p.need.office_id,
+            "score": p.score, "pairing": p.model_dump(mode="json"), "updated_at": now,
+        }
+        for p in proposal.pairings
+    ]
+    if rows:
+        connection = session.connection()
+        connection.execute(_UPSERT_PAIRING[connection.dialect.name], rows)
 
 
 async def rebuild_index(index: ProfileIndex, settings: MatcherSettings) -> None:

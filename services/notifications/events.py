@@ -18,9 +18,10 @@ from shared.telemetry import current_traceparent
 
 from .delivery import ClaimedDelivery
 from .domain import new_delivery, wanted_pairings, webhook_payload
-from .models import Subscription, SubscriptionKind, SubscriptionStatus
+from .models import Delivery, Subscription, SubscriptionKind, SubscriptionStatus
 
 CONSUMER_GROUP = "matchnet-notifications"
+_INSERT_DELIVERY = Delivery.__table__.insert()  # type: ignore[attr-defined]
 
 
 def record_deliveries(
@@ -48,19 +49,22 @@ def record_deliveries(
     # The consumer span is active here, so each delivery continues the trace of the original POST.
     traceparent = current_traceparent()
     claimed: list[ClaimedDelivery] = []
+    rows: list[dict[str, object]] = []
     for subscription in candidates:
         pairings = wanted_pairings(subscription, proposed)
         if pairings is None:
             continue
         delivery = new_delivery(subscription, envelope, webhook_payload(envelope, pairings), traceparent)
         delivery.next_attempt_at += lease
-        session.add(delivery)
+        rows.append(delivery.model_dump())
         claimed.append(
             ClaimedDelivery(
                 id=delivery.id, subscription_id=subscription.id, url=subscription.url, secret=subscription.secret,
                 payload=delivery.payload, traceparent=traceparent, attempt=1,
             )
         )
+    if rows:  # one Core statement for all of them: this is on every pairing's path
+        session.connection().execute(_INSERT_DELIVERY, rows)
     return claimed
 
 
