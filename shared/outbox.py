@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from sqlalchemy import Column, Text, update
+from sqlalchemy import Column, Text, bindparam, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.db import OUTBOX_ROWS, Database
@@ -71,6 +71,11 @@ class PendingEvent:
 _OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
 # One compiled statement, reused: Core, not an ORM unit of work, on every write's hot path.
 _INSERT_OUTBOX = _OUTBOX.insert().returning(_OUTBOX.c.seq)
+_MARK_PUBLISHED = (
+    _OUTBOX.update()
+    .where(_OUTBOX.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(published_at=bindparam("published_at"))
+)
 
 
 def record_event(session: Session, envelope: Envelope) -> None:
@@ -261,9 +266,7 @@ class OutboxRelay:
 
     def _mark_published(self, seqs: list[int]) -> None:
         with self.db.session() as session:
-            session.execute(
-                update(OutboxEvent).where(col(OutboxEvent.seq).in_(seqs)).values(published_at=datetime.now(UTC))
-            )
+            session.connection().execute(_MARK_PUBLISHED, {"seqs": seqs, "published_at": datetime.now(UTC)})
 
     def _record_failure(self, seq: int | None, error: str) -> None:
         with self.db.session() as session:
