@@ -62,8 +62,4 @@ def claim_event(session: Session, envelope: Envelope) -> bool:
     return connection.execute(statement, values).first() is not None
 
 
-def was_processed(session: Session, event_id: str) -> bool:
-    return session.get(InboxEvent, event_id) is not None
-
-
 INBOX_TABLES: list[type[SQLModel]] = [InboxEvent, DeadLetterEvent]

@@ -17,12 +17,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from opentelemetry import trace
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from shared.db import Database
 from shared.events import Envelope, InvalidEvent, Topic
-from shared.inbox import DeadLetterEvent, claim_event, was_processed
+from shared.inbox import DeadLetterEvent, claim_event
 from shared.telemetry import context_from_kafka_headers
 
 log = logging.getLogger(__name__)
@@ -249,18 +248,12 @@ class EventConsumer:
             self.duplicates_total += 1
 
     def _apply(self, envelope: Envelope) -> bool:
-        try:
-            with self.db.session() as session:
-                if not claim_event(session, envelope):
-                    return False
-                self.handler(session, envelope)
-                return True
-        except IntegrityError:
-            # A racing duplicate committed first: then this one has nothing left to do.
-            with self.db.session() as session:
-                if was_processed(session, envelope.id):
-                    return False
-            raise
+        """The event's effect and its inbox row in one transaction; False for an event seen before."""
+        with self.db.session() as session:
+            if not claim_event(session, envelope):
+                return False
+            self.handler(session, envelope)
+            return True
 
     def _dead_letter(self, record: ConsumerRecord[Any, Any], headers: list[tuple[str, bytes]], reason: str) -> None:
         with self.db.session() as session:
