@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from shared.ids import new_id
 from shared.reference import (
@@ -163,6 +163,7 @@ class Envelope(_Contract):
     subject: str
     datacontenttype: str = JSON_CONTENT_TYPE
     data: dict[str, Any]
+    _payload: BaseModel | None = PrivateAttr(default=None)
 
     @classmethod
     def wrap(cls, event_type: EventType, source: str, subject: str, data: BaseModel) -> Envelope:
@@ -183,11 +184,13 @@ class Envelope(_Contract):
         return EVENT_TOPICS[EventType(self.type)]
 
     def payload(self) -> BaseModel:
-        """The data parsed with the schema of its type."""
-        try:
-            return EVENT_SCHEMAS[EventType(self.type)].model_validate(self.data)
-        except (ValueError, ValidationError) as error:
-            raise InvalidEvent(f"{self.type}: {error}") from error
+        """The data parsed with the schema of its type (parsed once, then kept)."""
+        if self._payload is None:
+            try:
+                self._payload = EVENT_SCHEMAS[EventType(self.type)].model_validate(self.data)
+            except (ValueError, ValidationError) as error:
+                raise InvalidEvent(f"{self.type}: {error}") from error
+        return self._payload
 
     def to_kafka(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         """Binary content mode: (key, value, headers)."""

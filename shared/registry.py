@@ -71,7 +71,7 @@ def create_idempotently(
     first answer, a concurrent duplicate that loses the race replays the winner's answer.
     """
     scope = idempotency_scope(principal.key_id, route, idempotency_key) if idempotency_key else None
-    fingerprint = request_fingerprint(request_body.model_dump(mode="json"))
+    fingerprint = request_fingerprint(request_body.model_dump(mode="json")) if scope else ""
     for _attempt in range(2):
         try:
             with db.session() as session:
