@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 EventHandler = Callable[[Session, Envelope], None]
+COMMIT_INTERVAL_MS = 200
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: Iterable[str] | None = None) -> None:
@@ -166,15 +167,26 @@ class EventConsumer:
     async def _consume(self) -> None:
         await self._start()
         assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        uncommitted = False
+        last_commit = loop.time()
         try:
             while True:
-                batch = await self.consumer.getmany(timeout_ms=1000, max_records=500)
+                batch = await self.consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS, max_records=500)
                 for records in batch.values():
                     for record in records:
                         await self._process_with_retry(record)
-                if batch:
+                uncommitted = uncommitted or bool(batch)
+                # Offsets are committed at most every interval, not per batch: a redelivery after
+                # a crash or rebalance is absorbed by the inbox, and each commit is a broker round trip.
+                if uncommitted and (not batch or loop.time() - last_commit >= COMMIT_INTERVAL_MS / 1000):
                     await self.consumer.commit()
+                    uncommitted = False
+                    last_commit = loop.time()
         finally:
+            if uncommitted:
+                with contextlib.suppress(Exception):
+                    await self.consumer.commit()
             await self.consumer.stop()
 
     async def _start(self) -> None:
