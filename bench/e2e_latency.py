@@ -54,6 +54,8 @@ def start_receiver(arrivals: dict[str, float]) -> tuple[ThreadingHTTPServer, str
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             now = time.perf_counter()
