@@ -1,0 +1,73 @@
+"""One trace across Kafka: the consumer's span continues the span that wrote the outbox row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlmodel import Session
+
+from shared.db import Database
+from shared.events import Envelope, EventType, NeedCreated
+from shared.inbox import INBOX_TABLES
+from shared.kafka import EventConsumer
+from shared.outbox import OutboxEvent, OutboxRelay, record_event
+from shared.telemetry import setup_telemetry
+from tests.factories import need_profile
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    setup_telemetry("test", exporter=exporter)
+    yield exporter
+
+
+async def test_the_consumer_span_continues_the_trace_of_the_write_through_outbox_and_kafka_headers(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    producer_db = Database(f"sqlite:///{tmp_path / 'needs.db'}", [OutboxEvent])
+    consumer_db = Database(f"sqlite:///{tmp_path / 'matcher.db'}", INBOX_TABLES)
+    producer_db.create_tables()
+    consumer_db.create_tables()
+    sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+
+    async def broker(topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        sent.append((topic, key, value, headers))
+
+    tracer = trace.get_tracer("test")
+    need = need_profile("need_traced")
+    with tracer.start_as_current_span("POST /v1/needs", kind=trace.SpanKind.SERVER) as request, \
+            producer_db.session() as session:
+        record_event(session, Envelope.wrap(EventType.need_created, "/n", need.id, NeedCreated(need=need)))
+    await OutboxRelay(producer_db, broker).publish_pending()
+    topic, key, value, headers = sent[0]
+    handled: list[str] = []
+
+    def handler(session: Session, envelope: Envelope) -> None:
+        handled.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+
+    consumer = EventConsumer(db=consumer_db, topics=[topic], group_id="test-group", handler=handler,
+                             bootstrap_servers="127.0.0.1:1")
+    await consumer.process(ConsumerRecord(
+        topic=topic, partition=0, offset=7, timestamp=0, timestamp_type=0, key=key, value=value, checksum=None,
+        serialized_key_size=len(key), serialized_value_size=len(value), headers=tuple(headers),
+    ))
+
+    trace_id = request.get_span_context().trace_id
+    by_name = {s.name: s for s in spans.get_finished_spans() if s.context.trace_id == trace_id}
+    producer, consumer_span = by_name["send matchnet.needs"], by_name["process matchnet.needs"]
+    assert producer.parent is not None and producer.parent.span_id == request.get_span_context().span_id
+    assert consumer_span.parent is not None and consumer_span.parent.span_id == producer.context.span_id
+    assert consumer_span.kind == trace.SpanKind.CONSUMER and producer.kind == trace.SpanKind.PRODUCER
+    assert consumer_span.attributes["messaging.system"] == "kafka"
+    assert consumer_span.attributes["messaging.consumer.group.name"] == "test-group"
+    assert consumer_span.attributes["messaging.kafka.message.key"] == "need_traced"
+    assert consumer_span.attributes["cloudevents.event_type"] == "jp.matchnet.need.created.v1"
+    assert handled == [format(trace_id, "032x")]
+    producer_db.dispose()
+    consumer_db.dispose()
