@@ -123,19 +123,10 @@ class OutboxRelay:
         self._marker: asyncio.Task[None] | None = None
         self.published_total = 0
 
-    def wake(self) -> None:
-        """Thread-safe: ask the relay to read the outbox now."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake_for_database)
-
     def hand_over(self, committed: list[PendingEvent]) -> None:
         """Thread-safe: rows a transaction has just committed, to publish without reading them back."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._accept, committed)
-
-    def _wake_for_database(self) -> None:
-        self._read_database = True
-        self._wakeup.set()
 
     def _accept(self, committed: list[PendingEvent]) -> None:
         self._handed.extend(committed)
@@ -174,7 +165,10 @@ class OutboxRelay:
             if self._marker is not None:
                 self._marker.cancel()
             if self._unmarked:  # shutting down: record what was published, blocking briefly
-                self._mark_published(sorted(self._unmarked))
+                try:
+                    self._mark_published(sorted(self._unmarked))
+                except Exception as error:  # they will be published again: at least once
+                    log.warning("outbox relay: could not mark %d rows at shutdown (%s)", len(self._unmarked), error)
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
