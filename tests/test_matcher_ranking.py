@@ -117,3 +117,7 @@ def test_a_confidential_need_leaves_the_matcher_without_its_text() -> None:
     dumped = summary.model_dump_json()
     assert "極秘" not in dumped and "秘密工業" not in dumped
     assert summary.confidentiality == "confidential"
+
+
+def test_single_shared_characters_are_not_offered_as_explanations() -> None:
+    assert shared_phrases("電気に変える 使う 排熱", {"変", "使", "排熱"}) == ["排熱"]

@@ -60,7 +60,8 @@ def term_counts(*weighted_texts: tuple[str, int]) -> Counter[str]:
 def shared_phrases(text: str, shared: set[str]) -> list[str]:
     """Join consecutive shared bigrams of ``text`` into readable phrases (熱電+電変+変換 → 熱電変換).
 
-    Latin terms and single characters come back as they are. Longest phrases first.
+    Latin terms come back as they are; a single shared character (変, 使) explains nothing to a
+    coordinator and is left out. Longest phrases first.
     """
     text = normalise(text)
     phrases: list[str] = []
@@ -73,8 +74,6 @@ def shared_phrases(text: str, shared: set[str]) -> list[str]:
             if not inside and start is not None:
                 phrases.append(run[start : i + 1])
                 start = None
-        if len(run) == 1 and run in shared:
-            phrases.append(run)
     phrases.extend(w for w in _LATIN_RUN.findall(_CJK_RUN.sub(" ", text)) if w in shared)
     unique = list(dict.fromkeys(phrases))
     return sorted(unique, key=len, reverse=True)
