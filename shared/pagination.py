@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Generic, Protocol, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -13,6 +14,14 @@ from pydantic import BaseModel
 from shared.errors import Problem
 
 T = TypeVar("T")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+RowT = TypeVar("RowT", bound=_HasId)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
@@ -48,9 +57,13 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per p
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
-def page_of(items: list[T], limit: int, id_of: str) -> Page[T]:
-    """Build a page from up to ``limit + 1`` rows fetched in id order."""
-    has_more = len(items) > limit
-    items = items[:limit]
-    next_cursor = encode_cursor(getattr(items[-1], id_of)) if has_more and items else None
-    return Page[T](items=items, next_cursor=next_cursor)
+def page_of(rows: Sequence[RowT], limit: int, views: Callable[[Sequence[RowT]], list[T]]) -> Page[T]:
+    """A page from up to ``limit + 1`` rows fetched in id order, shown through ``views``.
+
+    The cursor follows the last row read, not the last item shown, so rows a caller may not see
+    (dropped by ``views``) never stall or shorten the walk through the list.
+    """
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].id) if has_more and rows else None
+    return Page[T](items=views(rows), next_cursor=next_cursor)

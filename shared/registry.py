@@ -132,3 +132,13 @@ def list_rows(
     if after_id:
         statement = statement.where(id_column > after_id)
     return list(session.exec(statement).all())
+
+
+def profile_filters(model: type[ProfileRow], status: ProfileStatus | None, prefecture: str | None) -> list[Any]:
+    """The list filters seeds and needs share."""
+    filters: list[Any] = []
+    if status is not None:
+        filters.append(col(model.status) == status.value)
+    if prefecture is not None:
+        filters.append(col(model.prefecture) == prefecture)
+    return filters

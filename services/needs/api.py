@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from shared.auth import CurrentPrincipal, check_may_register
 from shared.errors import Problem
-from shared.pagination import Cursor, Page, PageSize, decode_cursor, encode_cursor
+from shared.pagination import Cursor, Page, PageSize, decode_cursor, page_of
 from shared.reference import PrefectureCode, ProfileStatus
-from shared.registry import create_with_event, list_rows
+from shared.registry import create_with_event, list_rows, profile_filters
 from shared.service import runtime_of
 
 from .domain import full_profile, need_created_event, new_need, view_for
@@ -57,15 +57,8 @@ def list_needs(
     status: Annotated[ProfileStatus | None, Query()] = None,
     prefecture: Annotated[PrefectureCode | None, Query()] = None,
 ) -> Page[NeedPublic]:
-    filters = []
-    if status is not None:
-        filters.append(Need.status == status.value)
-    if prefecture is not None:
-        filters.append(Need.prefecture == prefecture)
+    filters = profile_filters(Need, status, prefecture)
     with runtime_of(request).db.session() as session:
         rows = list_rows(session, Need, after_id=decode_cursor(cursor), limit=limit, filters=filters)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    # The cursor follows the rows read, not the rows shown, so hidden needs never stall a page.
-    visible = [view for view in (view_for(principal, row) for row in rows) if view is not None]
-    return Page[NeedPublic](items=visible, next_cursor=encode_cursor(rows[-1].id) if has_more and rows else None)
+    # Needs the caller may not see are dropped from the page, never from the cursor's walk.
+    return page_of(rows, limit, lambda shown: [v for r in shown if (v := view_for(principal, r)) is not None])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -98,7 +99,7 @@ def list_subscriptions(
         filters.append(col(Subscription.status) == status.value)
     with runtime_of(request).db.session() as session:
         rows = list_rows(session, Subscription, after_id=decode_cursor(cursor), limit=limit, filters=filters)
-        return page_of([public_view(r) for r in rows], limit, "id")
+        return page_of(rows, limit, lambda shown: [public_view(r) for r in shown])
 
 
 @subscriptions_router.delete(
@@ -116,7 +117,7 @@ def remove_subscription(subscription_id: str, principal: CurrentPrincipal, reque
 # ---- deliveries ------------------------------------------------------------------------------
 
 
-def _views(session: Session, deliveries: list[Delivery]) -> list[DeliveryPublic]:
+def _views(session: Session, deliveries: Sequence[Delivery]) -> list[DeliveryPublic]:
     attempts: dict[str, list[DeliveryAttempt]] = defaultdict(list)
     if deliveries:
         rows = session.exec(
@@ -150,7 +151,7 @@ def list_deliveries(
         filters.append(col(Delivery.status) == status.value)
     with runtime_of(request).db.session() as session:
         rows = list_rows(session, Delivery, after_id=decode_cursor(cursor), limit=limit, filters=filters)
-        return page_of(_views(session, rows), limit, "id")
+        return page_of(rows, limit, lambda shown: _views(session, shown))
 
 
 @deliveries_router.get("/{delivery_id}", response_model=DeliveryPublic, summary="Read a delivery with its attempts")

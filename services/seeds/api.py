@@ -9,7 +9,7 @@ from shared.auth import CurrentPrincipal, check_may_register
 from shared.errors import Problem
 from shared.pagination import Cursor, Page, PageSize, decode_cursor, page_of
 from shared.reference import PrefectureCode, ProfileStatus
-from shared.registry import create_with_event, list_rows
+from shared.registry import create_with_event, list_rows, profile_filters
 from shared.service import runtime_of
 
 from .domain import new_seed, profile_of, seed_created_event
@@ -56,11 +56,7 @@ def list_seeds(
     status: Annotated[ProfileStatus | None, Query()] = None,
     prefecture: Annotated[PrefectureCode | None, Query()] = None,
 ) -> Page[SeedPublic]:
-    filters = []
-    if status is not None:
-        filters.append(Seed.status == status.value)
-    if prefecture is not None:
-        filters.append(Seed.prefecture == prefecture)
+    filters = profile_filters(Seed, status, prefecture)
     with runtime_of(request).db.session() as session:
         rows = list_rows(session, Seed, after_id=decode_cursor(cursor), limit=limit, filters=filters)
-        return page_of([profile_of(r) for r in rows], limit, "id")
+        return page_of(rows, limit, lambda shown: [profile_of(r) for r in shown])
