@@ -74,6 +74,10 @@ class ProfileIndex:
     postings: dict[Kind, dict[str, set[str]]] = field(
         default_factory=lambda: {"seed": defaultdict(set), "need": defaultdict(set)}
     )
+    # Technology field -> ids per kind: documents sharing only a field are candidates too.
+    field_postings: dict[Kind, dict[str, set[str]]] = field(
+        default_factory=lambda: {"seed": defaultdict(set), "need": defaultdict(set)}
+    )
     document_frequency: Counter[str] = field(default_factory=Counter)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -103,6 +107,8 @@ class ProfileIndex:
             for term in document.counts:
                 self.postings[kind][term].add(document.id)
                 self.document_frequency[term] += 1
+            for technology_field in document.fields:
+                self.field_postings[kind][technology_field].add(document.id)
             document.norm = self._norm(document.counts)
 
     def remove(self, profile_id: str) -> None:
@@ -113,6 +119,8 @@ class ProfileIndex:
             for term in document.counts:
                 self.postings[document.kind][term].discard(profile_id)
                 self.document_frequency[term] -= 1
+            for technology_field in document.fields:
+                self.field_postings[document.kind][technology_field].discard(profile_id)
 
     def _norm(self, counts: Counter[str]) -> float:
         return math.sqrt(sum((tf * self.idf(t)) ** 2 for t, tf in counts.items())) or 1.0
@@ -130,11 +138,9 @@ class ProfileIndex:
                 idf = self.idf(term)
                 for doc_id in self.postings[other].get(term, ()):
                     dot[doc_id] += tf * idf * self.documents[doc_id].counts[term] * idf
-            # Documents sharing only fields are candidates too.
-            if query.fields:
-                for doc in self.documents.values():
-                    if doc.kind == other and doc.fields & query.fields:
-                        dot.setdefault(doc.id, 0.0)
+            for technology_field in query.fields:
+                for doc_id in self.field_postings[other].get(technology_field, ()):
+                    dot.setdefault(doc_id, 0.0)
             candidates = []
             for doc_id, product in dot.items():
                 doc = self.documents[doc_id]
