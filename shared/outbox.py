@@ -269,7 +269,3 @@ class OutboxRelay:
                 .where(col(OutboxEvent.seq) == seq)
                 .values(attempts=OutboxEvent.attempts + 1, last_error=error[:2000])
             )
-
-    def backlog(self) -> int:
-        with self.db.session() as session:
-            return len(session.exec(select(OutboxEvent.seq).where(col(OutboxEvent.published_at).is_(None))).all())

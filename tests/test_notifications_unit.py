@@ -24,7 +24,6 @@ from services.notifications.app import create_app
 from services.notifications.delivery import ClaimedDelivery, DeliveryWorker
 from services.notifications.domain import (
     AttemptVerdict,
-    as_utc,
     check_webhook_url,
     judge_attempt,
     new_webhook_secret,
@@ -289,7 +288,7 @@ def test_handler_records_one_delivery_per_interested_subscription_and_wakes_afte
     assert set(deliveries) == {office13.id, strong_only.id}
     assert all(d.status == DeliveryStatus.pending and d.id.startswith("msg_") for d in deliveries.values())
     # claimed at birth by the worker they were handed to: no poller takes them during the lease
-    assert all(as_utc(d.next_attempt_at) > as_utc(d.created_at) + timedelta(seconds=29) for d in deliveries.values())
+    assert all(d.next_attempt_at > d.created_at + timedelta(seconds=29) for d in deliveries.values())
     pairings_sent = json.loads(deliveries[strong_only.id].payload)["data"]["pairings"]
     assert [p["rank"] for p in pairings_sent] == [1]
     assert len(json.loads(deliveries[office13.id].payload)["data"]["pairings"]) == 2

@@ -50,11 +50,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every stored one is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _invalid(field: str, message: str) -> Problem:
     return Problem(
         422, "Validation failed", f"{field}: {message}", kind="validation",
@@ -221,8 +216,8 @@ def public_view(subscription: Subscription) -> SubscriptionPublic:
         description=subscription.description,
         filters=SubscriptionFilters.model_validate(subscription.filters) if subscription.filters else None,
         status=SubscriptionStatus(subscription.status),
-        created_at=as_utc(subscription.created_at),
-        updated_at=as_utc(subscription.updated_at),
+        created_at=subscription.created_at,
+        updated_at=subscription.updated_at,
     )
 
 
@@ -300,12 +295,12 @@ def delivery_view(delivery: Delivery, attempts: Sequence[DeliveryAttempt]) -> De
         event_id=delivery.event_id,
         event_type=delivery.event_type,
         status=DeliveryStatus(delivery.status),
-        next_attempt_at=None if settled else as_utc(delivery.next_attempt_at),
-        created_at=as_utc(delivery.created_at),
-        finished_at=as_utc(delivery.finished_at) if delivery.finished_at else None,
+        next_attempt_at=None if settled else delivery.next_attempt_at,
+        created_at=delivery.created_at,
+        finished_at=delivery.finished_at,
         attempts=[
             DeliveryAttemptPublic(
-                attempted_at=as_utc(a.attempted_at), status_code=a.status_code,
+                attempted_at=a.attempted_at, status_code=a.status_code,
                 latency_ms=a.latency_ms, error=a.error,
             )
             for a in attempts
@@ -358,7 +353,9 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, (as_utc(moment) - now).total_seconds())
+    if moment.tzinfo is None:  # an HTTP date with "-0000" parses naive; HTTP dates are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())
 
 
 def retry_delay(

@@ -6,9 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, HttpUrl
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from shared.db import UtcDateTime
 from shared.reference import BlockCode, FieldCode, PrefectureCode
 
 
@@ -32,7 +33,7 @@ class DeliveryStatus(StrEnum):
 
 
 def _aware() -> Column[Any]:
-    return Column(DateTime(timezone=True), nullable=False)
+    return Column(UtcDateTime(), nullable=False)
 
 
 class Subscription(SQLModel, table=True):
@@ -68,10 +69,10 @@ class Delivery(SQLModel, table=True):
     status: str = Field(default=DeliveryStatus.pending.value, max_length=20, index=True)
     attempts: int = 0
     # While a worker holds the delivery this is its lease expiry, so no one else picks it.
-    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
     traceparent: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_column=_aware())
-    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class DeliveryAttempt(SQLModel, table=True):
