@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -50,29 +51,62 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_receiver(arrivals: dict[str, float]) -> tuple[ThreadingHTTPServer, str]:
-    lock = threading.Lock()
+class Receiver:
+    """The office's webhook endpoint, in a process of its own, as a real receiver would be.
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
+    A minimal asyncio HTTP/1.1 server (keep-alive) stamps each request when its body has arrived,
+    answers 200, and reports ``(need id, stamp)`` to this process over a pipe. ``time.perf_counter``
+    is CLOCK_MONOTONIC on Linux, one clock for every process, so stamps compare with the POSTs'.
+    Running it here instead would make every arrival wait for this process's load loop.
+    """
 
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            now = time.perf_counter()
-            data = json.loads(body).get("data", {})
-            if data.get("trigger_kind") == "need":
-                with lock:
-                    arrivals.setdefault(data["trigger_id"], now)
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        context = multiprocessing.get_context("spawn")
+        self._reader, writer = context.Pipe(duplex=False)
+        port_reader, port_writer = context.Pipe(duplex=False)
+        self._process = context.Process(target=_serve_webhooks, args=(writer, port_writer), daemon=True)
+        self._process.start()
+        self.url = f"http://127.0.0.1:{port_reader.recv()}/hook"
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
 
-        def log_message(self, *args: Any) -> None:
-            return None
+    def _collect(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                need_id, stamp = self._reader.recv()
+                self.arrivals.setdefault(need_id, stamp)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.join(5)
+
+
+def _serve_webhooks(arrivals: Connection, port_out: Connection) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                stamp = time.perf_counter()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                data = json.loads(body).get("data", {})
+                if data.get("trigger_kind") == "need":
+                    arrivals.send((data["trigger_id"], stamp))
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port_out.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
 
 
 async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
@@ -122,12 +156,10 @@ def main() -> None:
                         metavar="NAME=VALUE", help="extra environment for every service (repeatable)")
     args = parser.parse_args()
 
-    # The receiver thread stamps arrivals; with the default 5 ms GIL switch interval it could wait
-    # that long behind the load loop and inflate every figure.
-    sys.setswitchinterval(0.0005)
-    arrivals: dict[str, float] = {}
     sent: dict[str, float] = {}
-    server, hook_url = start_receiver(arrivals)
+    receiver = Receiver()
+    arrivals = receiver.arrivals
+    hook_url = receiver.url
     with tempfile.TemporaryDirectory(prefix="matchnet-bench-") as tmp:
         database_urls = None
         pg = None
@@ -171,7 +203,7 @@ def main() -> None:
             cpu_used = {name: cpu_seconds(net.pid_of(name)) - cpu_before[name] for name in processes}
         finally:
             net.stop()
-            server.shutdown()
+            receiver.stop()
             if pg is not None:
                 pg.__exit__(None, None, None)
 
