@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # One place for every default port.
 DEFAULT_PORTS: dict[str, int] = {"seeds": 8001, "needs": 8002, "matcher": 8003, "notifications": 8004}
 DEFAULT_BROKER_PORT = 9092
-# The one service that issues, lists and revokes API keys: it already knows the offices and the
-# partner portals (its subscriptions), and it is the one service every deployment must run.
+# The one service that issues, lists and revokes API keys (the others replicate them): it already
+# deals with the offices and partner portals as webhook subscribers, so who they are lives there.
 KEY_REGISTRY_SERVICE = "notifications"
 
 

@@ -36,8 +36,11 @@ from matchnet.network import (
 )
 from services.needs.models import NeedCreate
 from services.seeds.models import SeedCreate
-from shared.auth import split_api_key
+from shared.auth import Role, split_api_key
 from shared.events import (
+    ApiKeyEntry,
+    ApiKeyIssued,
+    ApiKeyRevoked,
     Envelope,
     EventType,
     Explanation,
@@ -421,6 +424,17 @@ def test_pairings_line_counts_candidates_and_names_the_top_one() -> None:
     line = describe_event(Envelope.wrap(EventType.pairings_proposed, "/matchnet/matcher", "office-01", proposed))
     assert "pairings.proposed office-01 need_…abcdef → 3 seeds, top 0.62 熱電変換モジュール" in line
 
+
+
+def test_key_event_lines_name_the_key_and_its_scope_never_its_hash() -> None:
+    entry = ApiKeyEntry(key_id="key_0190cccccccc0000000000000000", role=Role.office, office_id="office-13",
+                        secret_hash="a" * 64, created_by="bootstrap-admin", created_at=NOW)
+    issued = describe_event(Envelope.wrap(EventType.api_key_issued, "/matchnet/notifications", entry.key_id,
+                                          ApiKeyIssued(key=entry)))
+    revoked = describe_event(Envelope.wrap(EventType.api_key_revoked, "/matchnet/notifications", entry.key_id,
+                                           ApiKeyRevoked(key=entry, revoked_by="bootstrap-admin")))
+    assert issued.endswith("apikey.issued     key_0190cccccccc0000000000000000 office office-13")
+    assert "apikey.revoked" in revoked and "a" * 64 not in issued + revoked
 
 # ---- demo data -------------------------------------------------------------------------------
 
