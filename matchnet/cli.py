@@ -449,9 +449,11 @@ def _run_keys_command(args: argparse.Namespace, client: httpx.Client, out: TextI
         params["role"] = args.role
     if args.revoked is not None:
         params["revoked"] = str(args.revoked).lower()
-    print(f"{'key id':<34} {'role':<9} {'office / partner':<18} {'created':<20} {'revoked':<20} label", file=out)
     while True:
         page = _registry_call(client, "GET", "/v1/api-keys", params=params)
+        if "cursor" not in params:
+            print(f"{'key id':<34} {'role':<9} {'office / partner':<18} {'created':<20} {'revoked':<20} label",
+                  file=out)
         for key in page["items"]:
             created = key["created_at"][:19].replace("T", " ")
             revoked_at = (key["revoked_at"] or "-")[:19].replace("T", " ")
