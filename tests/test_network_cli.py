@@ -197,7 +197,7 @@ def test_keys_commands_need_an_admin_key(monkeypatch: pytest.MonkeyPatch, capsys
 def test_keys_issue_refuses_an_unknown_office(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MATCHNET_AUTH_SECRET", "the-secret")
+    monkeypatch.setenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", "the-admin-key")  # refused before asking the registry
     assert main(["keys", "issue", "--role", "office", "--office-id", "office-99"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "known office_id" in captured.err
