@@ -129,6 +129,11 @@ class ApiKeyReplica:
                 try:
                     return await load_api_keys(db, client)
                 except (httpx.HTTPError, ValueError) as error:
+                    if isinstance(error, httpx.HTTPStatusError) and error.response.is_client_error:
+                        raise RegistryUnavailable(  # a refused credential: waiting will not help
+                            f"key registry {self.settings.key_registry_url} refused the list: "
+                            f"{error.response.status_code} (MATCHNET_KEY_REGISTRY_API_KEY must be an admin key)"
+                        ) from error
                     if loop.time() + backoff > deadline:
                         raise RegistryUnavailable(
                             f"key registry {self.settings.key_registry_url} unavailable: {type(error).__name__}"

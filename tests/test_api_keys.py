@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from services.seeds.app import create_app as create_seeds_app
 from services.seeds.models import Seed
 from services.seeds.settings import SeedsSettings
 from shared import apikeys
-from shared.apikeys import ApiKeyReplica, load_api_keys, store_entries
+from shared.apikeys import ApiKeyReplica, RegistryUnavailable, load_api_keys, store_entries
 from shared.auth import ApiKey, Role, hash_secret, new_api_key, split_api_key, verify_api_key
 from shared.db import Database
 from shared.events import ApiKeyEntry, Envelope, Topic
@@ -339,6 +340,17 @@ async def test_without_the_registry_a_service_starts_with_the_keys_it_stored_bef
 
     assert "unavailable" in caplog.text
     assert seeds.client.get("/v1/seeds", headers=known).status_code == 200
+
+
+async def test_a_refused_credential_is_reported_at_once_not_retried(registry: Api, seeds: Api) -> None:
+    operator = issue(registry, role="operator")["api_key"]
+    replica = ApiKeyReplica(SeedsSettings(key_registry_api_key=operator, key_sync_timeout_s=30))
+    client = registry_client(registry, operator)
+    replica.client = lambda: client  # type: ignore[method-assign]  # the registry's routes, in process
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailable, match="403"):
+        await replica.load(seeds.db, timeout_s=30)
+    assert time.monotonic() - started < 5
 
 
 async def test_no_key_or_secret_is_ever_logged(
