@@ -3,7 +3,9 @@
     matchnet up [--demo] [--data-dir .data] [--otlp URL] [--postgres URL-PREFIX] [--fresh]
     matchnet demo-load [--seeds-url URL] [--needs-url URL] [--api-key KEY]
     matchnet serve seeds|needs|matcher|notifications
-    matchnet keys issue --role office --office-id office-13
+    matchnet keys issue --role office --office-id office-13 [--label TEXT]
+    matchnet keys list [--role office] [--revoked | --active]
+    matchnet keys revoke KEY_ID
     matchnet receive [--host 127.0.0.1] [--port 9000] [--secret whsec_…] [--status 200]
 """
 
@@ -32,13 +34,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, cast
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from matchnet.demo import DemoLoadError, load_demo
 from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_dir
-from shared.auth import Role, mint_api_key
+from shared.auth import Principal, Role
 from shared.events import (
+    ApiKeyIssued,
+    ApiKeyRevoked,
     Envelope,
     EventType,
     InvalidEvent,
@@ -99,14 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
 
-    keys = commands.add_parser("keys", help="API keys")
+    keys = commands.add_parser("keys", help="issue, list and revoke API keys (asks the key registry)")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    issue = key_commands.add_parser(
-        "issue", help="mint a key signed with MATCHNET_AUTH_SECRET (else the bootstrap admin key)"
-    )
+    issue = key_commands.add_parser("issue", help="issue a key; prints it (it is shown only once)")
     issue.add_argument("--role", required=True, choices=[role.value for role in Role])
     issue.add_argument("--office-id", help="for --role office, e.g. office-13")
     issue.add_argument("--partner-id", help="for --role partner")
+    issue.add_argument("--label", help="who or what holds the key")
+    listing = key_commands.add_parser("list", help="list the issued keys (never their secrets)")
+    listing.add_argument("--role", choices=[role.value for role in Role])
+    state = listing.add_mutually_exclusive_group()
+    state.add_argument("--revoked", action="store_const", const=True, dest="revoked", help="revoked keys only")
+    state.add_argument("--active", action="store_const", const=False, dest="revoked", help="usable keys only")
+    revoke = key_commands.add_parser("revoke", help="revoke a key: every service refuses it within about a second")
+    revoke.add_argument("key_id", help="the key's id (key_…), as listed or as in mnk_<key id>_<secret>")
+    for command in (issue, listing, revoke):
+        command.add_argument("--registry-url", default=None,
+                             help="the key registry (the notifications service); default "
+                                  "$MATCHNET_KEY_REGISTRY_URL or http://127.0.0.1:8004")
+        command.add_argument("--api-key", default=None, help=f"an admin key; default ${ADMIN_KEY_ENV}")
 
     receive = commands.add_parser("receive", help="a local webhook receiver: print each webhook, check its signature")
     receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -189,6 +205,9 @@ def describe_event(envelope: Envelope) -> str:
         count = len(payload.pairings)
         top_title = top.seed.title if other == "seed" else top.need.title
         return f"{head} {count} {other}{'s' if count != 1 else ''}, top {top.score:.2f} {clip(top_title)}"
+    if isinstance(payload, ApiKeyIssued | ApiKeyRevoked):
+        key = payload.key
+        return f"{when} {kind} {key.key_id} {key.role.value} {key.office_id or key.partner_id or ''}".rstrip()
     return f"{when} {kind} {envelope.subject}"
 
 
@@ -289,8 +308,11 @@ def _print_summary(network: LocalNetwork, out: TextIO) -> None:
         targets.append(f"OTLP {network.otlp_endpoint}")
     print(f"  {'traces':<14} {' and '.join(targets) or 'not exported'}", file=out)
     print(f"  {'logs':<14} {network.log_dir}/", file=out)
-    print(f"  mint keys with: {ADMIN_KEY_ENV}=<admin key> matchnet keys issue --role office --office-id office-13",
-          file=out, flush=True)
+    registry = "" if network.urls.get("notifications") == ServiceSettings().key_registry_url else (
+        f" --registry-url {network.url_of('notifications')}"
+    )
+    print(f"  issue keys with: {ADMIN_KEY_ENV}=<admin key> matchnet keys issue --role office --office-id office-13"
+          f"{registry}", file=out, flush=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -358,20 +380,88 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached: exec replaces this process
 
 
-def cmd_keys_issue(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    settings = ServiceSettings()
-    if not (settings.auth_secret or settings.bootstrap_admin_key):
-        print("warning: neither MATCHNET_AUTH_SECRET nor MATCHNET_BOOTSTRAP_ADMIN_KEY is set; the key is "
-              "signed with the insecure development secret", file=sys.stderr)
+class KeyRegistryError(RuntimeError):
+    """The key registry refused a request or could not be reached; the message says why."""
+
+
+def _registry_call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
-        key = mint_api_key(settings.signing_secret, Role(args.role), args.office_id, args.partner_id)
-    except ValidationError as error:
-        problems = "; ".join(str(item["msg"]) for item in error.errors())
-        print(f"cannot issue this key: {problems}", file=sys.stderr)
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as error:
+        raise KeyRegistryError(f"the key registry at {client.base_url} is not reachable ({error})") from None
+    if response.is_error:
+        try:
+            problem = response.json()
+            detail = problem.get("detail") or problem.get("title")
+        except ValueError:
+            detail = response.text[:200]
+        raise KeyRegistryError(f"the key registry answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def _key_scope(key: Mapping[str, Any]) -> str:
+    return key.get("office_id") or key.get("partner_id") or "-"
+
+
+def cmd_keys(
+    args: argparse.Namespace, out: TextIO | None = None, transport: httpx.BaseTransport | None = None
+) -> int:
+    """``matchnet keys issue|list|revoke``: admin calls to the key registry (the notifications service)."""
+    out = out or sys.stdout
+    if args.keys_command == "issue":
+        try:  # the same rule the registry applies, checked before asking it
+            Principal(role=Role(args.role), office_id=args.office_id, partner_id=args.partner_id, key_id="new")
+        except ValidationError as error:
+            problems = "; ".join(str(item["msg"]) for item in error.errors())
+            print(f"cannot issue this key: {problems}", file=sys.stderr)
+            return 2
+    settings = ServiceSettings()
+    admin_key = args.api_key or settings.key_registry_api_key or settings.bootstrap_admin_key
+    if not admin_key:
+        print(f"matchnet keys needs an admin key: --api-key or ${ADMIN_KEY_ENV}", file=sys.stderr)
         return 2
-    print(key, file=out)
-    return 0
+    client = httpx.Client(
+        base_url=args.registry_url or settings.key_registry_url, timeout=10.0, trust_env=False,
+        headers={"Authorization": f"Bearer {admin_key}"}, transport=transport,
+    )
+    try:
+        with client:
+            return _run_keys_command(args, client, out)
+    except KeyRegistryError as error:
+        print(f"matchnet keys {args.keys_command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _run_keys_command(args: argparse.Namespace, client: httpx.Client, out: TextIO) -> int:
+    if args.keys_command == "issue":
+        body = {"role": args.role, "office_id": args.office_id, "partner_id": args.partner_id, "label": args.label}
+        issued = _registry_call(client, "POST", "/v1/api-keys", json={k: v for k, v in body.items() if v is not None})
+        print(f"issued {issued['key_id']} ({issued['role']} {_key_scope(issued)}); the key is shown only now:",
+              file=sys.stderr)
+        print(issued["api_key"], file=out)
+        return 0
+    if args.keys_command == "revoke":
+        revoked = _registry_call(client, "DELETE", f"/v1/api-keys/{args.key_id}")
+        print(f"revoked {revoked['key_id']} at {revoked['revoked_at']}", file=out)
+        return 0
+    params: dict[str, Any] = {"limit": 200}
+    if args.role:
+        params["role"] = args.role
+    if args.revoked is not None:
+        params["revoked"] = str(args.revoked).lower()
+    while True:
+        page = _registry_call(client, "GET", "/v1/api-keys", params=params)
+        if "cursor" not in params:
+            print(f"{'key id':<34} {'role':<9} {'office / partner':<18} {'created':<20} {'revoked':<20} label",
+                  file=out)
+        for key in page["items"]:
+            created = key["created_at"][:19].replace("T", " ")
+            revoked_at = (key["revoked_at"] or "-")[:19].replace("T", " ")
+            print(f"{key['key_id']:<34} {key['role']:<9} {_key_scope(key):<18} {created:<20} {revoked_at:<20} "
+                  f"{key['label'] or ''}", file=out)
+        if not page.get("next_cursor"):
+            return 0
+        params["cursor"] = page["next_cursor"]
 
 
 # ---- matchnet receive ------------------------------------------------------------------------
@@ -698,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return cmd_serve(args)
     if args.command == "keys":
-        return cmd_keys_issue(args)
+        return cmd_keys(args)
     if args.command == "receive":
         return cmd_receive(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -32,7 +32,7 @@ import httpx
 
 from shared.events import Topic
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, sqlite_database_url
+from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, KEY_REGISTRY_SERVICE, sqlite_database_url
 
 SERVICES: tuple[str, ...] = ("seeds", "needs", "matcher", "notifications")
 BROKER = "broker"
@@ -165,7 +165,6 @@ class LocalNetwork:
         host: str = "127.0.0.1",
         database_urls: Mapping[str, str] | None = None,
         admin_key: str | None = None,
-        auth_secret: str | None = None,
         env: Mapping[str, str] | None = None,
         trace_file: Path | str | None = None,
         otlp_endpoint: str | None = None,
@@ -204,7 +203,6 @@ class LocalNetwork:
             name: (database_urls or {}).get(name) or sqlite_database_url(self.data_dir, name) for name in SERVICES
         }
         self._admin_key = admin_key or ADMIN_KEY_PREFIX + secrets.token_urlsafe(24)
-        self.auth_secret = auth_secret
         self.extra_env: dict[str, str] = dict(env or {})
         self.trace_file = Path(trace_file).resolve() if trace_file else None
         self.otlp_endpoint = otlp_endpoint
@@ -248,13 +246,12 @@ class LocalNetwork:
             "MATCHNET_KAFKA_FETCH_MAX_WAIT_MS": str(self.fetch_max_wait_ms),
             "MATCHNET_KAFKA_TOPIC_PARTITIONS": str(self.topic_partitions),
             "MATCHNET_BOOTSTRAP_ADMIN_KEY": self._admin_key,
+            "MATCHNET_KEY_REGISTRY_URL": self.url_of(KEY_REGISTRY_SERVICE),
             f"{prefix}HOST": self.host,
             f"{prefix}PORT": str(self.ports[name]),
             f"{prefix}DATABASE_URL": self.database_urls[name],
             "PYTHONUNBUFFERED": "1",  # logs reach the file as they happen
         }
-        if self.auth_secret:
-            env["MATCHNET_AUTH_SECRET"] = self.auth_secret
         if self.trace_file:
             env["MATCHNET_TRACE_FILE"] = str(self.trace_file)
         if self.otlp_endpoint:

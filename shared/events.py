@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from shared.auth import Role
 from shared.ids import new_id
 from shared.reference import (
     CollaborationForm,
@@ -31,12 +32,15 @@ class Topic(StrEnum):
     seeds = "matchnet.seeds"
     needs = "matchnet.needs"
     pairings = "matchnet.pairings"
+    api_keys = "matchnet.apikeys"
 
 
 class EventType(StrEnum):
     seed_created = "jp.matchnet.seed.created.v1"
     need_created = "jp.matchnet.need.created.v1"
     pairings_proposed = "jp.matchnet.pairings.proposed.v1"
+    api_key_issued = "jp.matchnet.apikey.issued.v1"
+    api_key_revoked = "jp.matchnet.apikey.revoked.v1"
 
 
 # ---- payload schemas -------------------------------------------------------------------------
@@ -134,16 +138,45 @@ class PairingsProposed(_Contract):
     pairings: list[Pairing]
 
 
+class ApiKeyEntry(_Contract):
+    """An API key as every service stores it to verify it: the secret's SHA-256, never the secret."""
+
+    key_id: str
+    role: Role
+    office_id: str | None = None
+    partner_id: str | None = None
+    label: str | None = None
+    secret_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyIssued(_Contract):
+    key: ApiKeyEntry
+
+
+class ApiKeyRevoked(_Contract):
+    """The key's whole entry, revoked: a consumer that missed the issue still learns to refuse it."""
+
+    key: ApiKeyEntry
+    revoked_by: str
+
+
 EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
     EventType.seed_created: SeedCreated,
     EventType.need_created: NeedCreated,
     EventType.pairings_proposed: PairingsProposed,
+    EventType.api_key_issued: ApiKeyIssued,
+    EventType.api_key_revoked: ApiKeyRevoked,
 }
 
 EVENT_TOPICS: dict[EventType, Topic] = {
     EventType.seed_created: Topic.seeds,
     EventType.need_created: Topic.needs,
     EventType.pairings_proposed: Topic.pairings,
+    EventType.api_key_issued: Topic.api_keys,
+    EventType.api_key_revoked: Topic.api_keys,
 }
 
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 from sqlmodel import SQLModel
 
-from shared.auth import CurrentPrincipal, Role, mint_api_key, require_role
+from shared.apikeys import ApiKeyReplica, apply_api_key_event
+from shared.auth import ApiKey
 from shared.db import Database
-from shared.errors import BodySizeLimit, Problem, install_problem_handlers, problem_response
+from shared.errors import BodySizeLimit, install_problem_handlers, problem_response
+from shared.events import Topic
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
 from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
@@ -26,7 +27,8 @@ from shared.telemetry import instrument_engine, instrument_fastapi, setup_teleme
 
 log = logging.getLogger(__name__)
 
-COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, *INBOX_TABLES]
+# ApiKey: the registry in the service that owns it, a replica in every other one.
+COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, ApiKey, *INBOX_TABLES]
 
 
 @dataclass
@@ -36,6 +38,7 @@ class EventSubscription:
     topics: list[str]
     group_id: str
     handler: EventHandler
+    fetch_max_wait_ms: int | None = None  # None: the service's setting
 
 
 @dataclass
@@ -82,10 +85,15 @@ def create_service_app(
 
     Start order: database tables, ``on_startup`` hooks (e.g. rebuild an index), outbox relay,
     consumers, ``background`` tasks. Shutdown cancels them in reverse and flushes telemetry.
+
+    Every service but the key registry also keeps its replica of the API keys: loaded from the
+    registry first thing at start, then fed by the key events and reloaded periodically.
     """
     name = settings.service_name
     configure_logging(settings.log_level)
     setup_telemetry(name, settings.otlp_endpoint, settings.trace_file)
+    if not settings.owns_api_keys:
+        on_startup, subscriptions, background = _with_key_replica(settings, on_startup, subscriptions, background)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +115,7 @@ def create_service_app(
             consumer = EventConsumer(
                 db=db, topics=sub.topics, group_id=sub.group_id, handler=sub.handler,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
-                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                fetch_max_wait_ms=sub.fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
             )
             runtime.consumers.append(consumer)
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-consume-{sub.group_id}"))
@@ -131,11 +139,34 @@ def create_service_app(
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(_health_router())
-    app.include_router(_keys_router())
     for router in routers:
         app.include_router(router)
     instrument_fastapi(app)
     return app
+
+
+def _with_key_replica(
+    settings: ServiceSettings,
+    on_startup: Sequence[Hook],
+    subscriptions: Callable[[Runtime], list[EventSubscription]],
+    background: Sequence[Hook],
+) -> tuple[list[Hook], Callable[[Runtime], list[EventSubscription]], list[Hook]]:
+    replica = ApiKeyReplica(settings)
+
+    async def load_api_keys(runtime: Runtime) -> None:
+        await replica.load_at_start(runtime.db)
+
+    async def reload_api_keys(runtime: Runtime) -> None:
+        await replica.reload_periodically(runtime.db)
+
+    def with_key_events(runtime: Runtime) -> list[EventSubscription]:
+        key_events = EventSubscription(
+            [Topic.api_keys.value], f"matchnet-{settings.service_name}-apikeys", apply_api_key_event,
+            fetch_max_wait_ms=settings.key_events_fetch_max_wait_ms,
+        )
+        return [*subscriptions(runtime), key_events]
+
+    return [load_api_keys, *on_startup], with_key_events, [*background, reload_api_keys]
 
 
 def _health_router() -> APIRouter:
@@ -161,34 +192,6 @@ def _health_router() -> APIRouter:
             return JSONResponse({"status": "ready", "checks": checks})
         response = problem_response(503, "Not ready", "; ".join(f"{k}: {v}" for k, v in checks.items()))
         return response
-
-    return router
-
-
-class ApiKeyCreate(BaseModel):
-    """A key for one role; an office key names its office, a partner key its partner id."""
-
-    model_config = ConfigDict(extra="forbid")
-    role: Role
-    office_id: str | None = None
-    partner_id: str | None = None
-
-
-def _keys_router() -> APIRouter:
-    router = APIRouter(tags=["api keys"])
-
-    @router.post("/v1/api-keys", status_code=201, summary="Mint an API key (admin)")
-    async def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, request: Request) -> dict[str, str]:
-        require_role(principal, Role.admin)
-        try:
-            key = mint_api_key(
-                request.app.state.settings.signing_secret, body.role, body.office_id, body.partner_id
-            )
-        except ValueError as error:
-            raise Problem(422, "Validation failed", str(error), kind="validation",
-                          errors=[{"field": "office_id" if body.role == Role.office else "partner_id",
-                                   "message": "required for this role and must be known"}]) from None
-        return {"api_key": key, "role": body.role}
 
     return router
 

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # One place for every default port.
 DEFAULT_PORTS: dict[str, int] = {"seeds": 8001, "needs": 8002, "matcher": 8003, "notifications": 8004}
 DEFAULT_BROKER_PORT = 9092
+# The one service that issues, lists and revokes API keys (the others replicate them): it already
+# deals with the offices and partner portals as webhook subscribers, so who they are lives there.
+KEY_REGISTRY_SERVICE = "notifications"
 
 
 def sqlite_database_url(data_dir: Path, service_name: str) -> str:
@@ -41,8 +44,20 @@ class ServiceSettings(BaseSettings):
     kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
     log_level: str = Field("INFO", validation_alias=_common("log_level"))
     bootstrap_admin_key: str | None = Field(None, validation_alias=_common("bootstrap_admin_key"))
-    # Signs the API keys minted by admins; every service must share it.
-    auth_secret: str | None = Field(None, validation_alias=_common("auth_secret"))
+    # The service that owns the API-key registry; the others load its list at start (shared.apikeys).
+    key_registry_url: str = Field(
+        f"http://127.0.0.1:{DEFAULT_PORTS[KEY_REGISTRY_SERVICE]}", validation_alias=_common("key_registry_url")
+    )
+    # An admin key to read the registry with; defaults to the bootstrap admin key.
+    key_registry_api_key: str | None = Field(None, validation_alias=_common("key_registry_api_key"))
+    # How long a start waits for the registry before it serves with the keys it stored before.
+    key_sync_timeout_s: float = Field(30.0, gt=0, validation_alias=_common("key_sync_timeout_s"))
+    # The full reload from the registry repeats this often: a safety net under the key events.
+    key_resync_interval_s: float = Field(60.0, gt=0, validation_alias=_common("key_resync_interval_s"))
+    # Key events are rare: a long fetch wait costs no idle CPU and bounds how late a revocation lands.
+    key_events_fetch_max_wait_ms: int = Field(
+        250, ge=1, le=1000, validation_alias=_common("key_events_fetch_max_wait_ms")
+    )
     otlp_endpoint: str | None = Field(
         None, validation_alias=AliasChoices("MATCHNET_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
@@ -67,6 +82,6 @@ class ServiceSettings(BaseSettings):
         return sqlite_database_url(self.data_dir, self.service_name)
 
     @property
-    def signing_secret(self) -> str:
-        """The secret that signs API keys: explicit, else derived from the bootstrap admin key."""
-        return self.auth_secret or self.bootstrap_admin_key or "matchnet-dev-insecure-secret"
+    def owns_api_keys(self) -> bool:
+        """Whether this service is the API-key registry (the others replicate it)."""
+        return self.service_name == KEY_REGISTRY_SERVICE

@@ -7,13 +7,23 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from matchnet.cli import build_parser, clip, describe_event, main, network_from_args, postgres_urls, short_event_type
+from matchnet.cli import (
+    build_parser,
+    clip,
+    cmd_keys,
+    describe_event,
+    main,
+    network_from_args,
+    postgres_urls,
+    short_event_type,
+)
 from matchnet.demo import demo_needs, demo_seeds, idempotency_key_for, load_demo
 from matchnet.network import (
     ADMIN_KEY_PREFIX,
@@ -26,8 +36,11 @@ from matchnet.network import (
 )
 from services.needs.models import NeedCreate
 from services.seeds.models import SeedCreate
-from shared.auth import Role, verify_api_key
+from shared.auth import Role, split_api_key
 from shared.events import (
+    ApiKeyEntry,
+    ApiKeyIssued,
+    ApiKeyRevoked,
     Envelope,
     EventType,
     Explanation,
@@ -42,6 +55,7 @@ from shared.events import (
 )
 from shared.reference import TECHNOLOGY_FIELDS
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS
+from tests.api_harness import ADMIN, ADMIN_KEY, Api, key_registry
 
 # ---- CLI arguments ---------------------------------------------------------------------------
 
@@ -112,32 +126,78 @@ def test_up_network_has_a_random_admin_key_per_run(monkeypatch: pytest.MonkeyPat
 # ---- keys issue ------------------------------------------------------------------------------
 
 
-def test_keys_issue_mints_an_office_key_signed_with_the_admin_key(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("MATCHNET_AUTH_SECRET", raising=False)
-    monkeypatch.setenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", "the-admin-key")
-    assert main(["keys", "issue", "--role", "office", "--office-id", "office-13"]) == 0
-    key = capsys.readouterr().out.strip()
-    principal = verify_api_key(key, secret="the-admin-key", admin_key="the-admin-key")
-    assert principal is not None and principal.role == Role.office and principal.office_id == "office-13"
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Api]:
+    with key_registry(tmp_path) as api:
+        yield api
 
 
-def test_keys_issue_prefers_the_auth_secret(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def to_registry(registry: Api, seen: list[httpx.Request]) -> httpx.MockTransport:
+    """A transport that hands the CLI's requests to the registry's routes, remembering each."""
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return registry.client.request(
+            request.method, request.url.path, params=request.url.params, headers=request.headers,
+            content=request.content,
+        )
+
+    return httpx.MockTransport(forward)
+
+
+def test_keys_issue_asks_the_registry_with_the_admin_key_and_prints_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], registry: Api
 ) -> None:
-    monkeypatch.setenv("MATCHNET_AUTH_SECRET", "the-secret")
-    monkeypatch.setenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", "the-admin-key")
-    assert main(["keys", "issue", "--role", "partner", "--partner-id", "bank-1"]) == 0
+    monkeypatch.setenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("MATCHNET_KEY_REGISTRY_URL", "http://registry.example:8004")
+    seen: list[httpx.Request] = []
+    args = build_parser().parse_args(["keys", "issue", "--role", "office", "--office-id", "office-13",
+                                      "--label", "東京 coordinator"])
+    assert cmd_keys(args, transport=to_registry(registry, seen)) == 0
     key = capsys.readouterr().out.strip()
-    assert verify_api_key(key, secret="the-secret", admin_key=None) is not None
-    assert verify_api_key(key, secret="the-admin-key", admin_key=None) is None
+
+    assert [(r.method, str(r.url)) for r in seen] == [("POST", "http://registry.example:8004/v1/api-keys")]
+    assert seen[0].headers["authorization"] == f"Bearer {ADMIN_KEY}"
+    parts = split_api_key(key)
+    assert parts is not None
+    listed = registry.client.get(f"/v1/api-keys/{parts[0]}", headers=ADMIN).json()
+    assert (listed["role"], listed["office_id"], listed["label"]) == ("office", "office-13", "東京 coordinator")
+    as_office = registry.client.get("/v1/subscriptions", headers={"Authorization": f"Bearer {key}"})
+    assert as_office.status_code == 200
+
+
+def test_keys_list_and_revoke_ask_the_registry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], registry: Api
+) -> None:
+    monkeypatch.delenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", raising=False)
+    seen: list[httpx.Request] = []
+    issued = registry.client.post("/v1/api-keys", headers=ADMIN, json={"role": "partner", "partner_id": "bank-1"})
+    key_id, key = issued.json()["key_id"], issued.json()["api_key"]
+
+    revoke = build_parser().parse_args(["keys", "revoke", key_id, "--api-key", ADMIN_KEY])
+    assert cmd_keys(revoke, transport=to_registry(registry, seen)) == 0
+    assert capsys.readouterr().out.startswith(f"revoked {key_id} at ")
+    listing = build_parser().parse_args(["keys", "list", "--revoked", "--api-key", ADMIN_KEY])
+    assert cmd_keys(listing, transport=to_registry(registry, seen)) == 0
+    listed = capsys.readouterr().out
+
+    assert [(r.method, r.url.path) for r in seen] == [("DELETE", f"/v1/api-keys/{key_id}"), ("GET", "/v1/api-keys")]
+    assert seen[1].url.params["revoked"] == "true"
+    assert key_id in listed and "bank-1" in listed and key not in listed
+    assert registry.client.get("/v1/subscriptions", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_keys_commands_need_an_admin_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", raising=False)
+    monkeypatch.delenv("MATCHNET_KEY_REGISTRY_API_KEY", raising=False)
+    assert main(["keys", "list"]) == 2
+    assert "needs an admin key" in capsys.readouterr().err
 
 
 def test_keys_issue_refuses_an_unknown_office(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MATCHNET_AUTH_SECRET", "the-secret")
+    monkeypatch.setenv("MATCHNET_BOOTSTRAP_ADMIN_KEY", "the-admin-key")  # refused before asking the registry
     assert main(["keys", "issue", "--role", "office", "--office-id", "office-99"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "known office_id" in captured.err
@@ -187,6 +247,7 @@ def test_env_for_names_ports_broker_keys_and_data_dir(tmp_path: Path) -> None:
     assert env["MATCHNET_KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{network.broker_port}"
     assert env["MATCHNET_KAFKA_FETCH_MAX_WAIT_MS"] == "7"
     assert env["MATCHNET_BOOTSTRAP_ADMIN_KEY"] == "k-admin" == network.admin_key
+    assert env["MATCHNET_KEY_REGISTRY_URL"] == network.url_of("notifications")
     assert env["MATCHNET_DATA_DIR"] == str((tmp_path / "data").resolve())
     assert env["MATCHNET_NEEDS_DATABASE_URL"] == f"sqlite:///{(tmp_path / 'data' / 'needs.db').resolve()}"
     assert env["MATCHNET_TRACE_FILE"] == str((tmp_path / "t.jsonl").resolve())
@@ -205,12 +266,10 @@ def test_matcher_env_points_at_the_seeds_and_needs_services(tmp_path: Path) -> N
 def test_database_urls_and_extra_env_override_the_defaults(tmp_path: Path) -> None:
     network = LocalNetwork(
         tmp_path, database_urls={"seeds": "postgresql://db/seeds"}, env={"MATCHNET_LOG_LEVEL": "DEBUG"},
-        auth_secret="s3cret",
     )
     assert network.env_for("seeds")["MATCHNET_SEEDS_DATABASE_URL"] == "postgresql://db/seeds"
     assert network.env_for("needs")["MATCHNET_NEEDS_DATABASE_URL"].startswith("sqlite:///")
     assert network.env_for("matcher")["MATCHNET_LOG_LEVEL"] == "DEBUG"
-    assert network.env_for("matcher")["MATCHNET_AUTH_SECRET"] == "s3cret"
 
 
 def test_unknown_service_names_are_refused(tmp_path: Path) -> None:
@@ -365,6 +424,17 @@ def test_pairings_line_counts_candidates_and_names_the_top_one() -> None:
     line = describe_event(Envelope.wrap(EventType.pairings_proposed, "/matchnet/matcher", "office-01", proposed))
     assert "pairings.proposed office-01 need_…abcdef → 3 seeds, top 0.62 熱電変換モジュール" in line
 
+
+
+def test_key_event_lines_name_the_key_and_its_scope_never_its_hash() -> None:
+    entry = ApiKeyEntry(key_id="key_0190cccccccc0000000000000000", role=Role.office, office_id="office-13",
+                        secret_hash="a" * 64, created_by="bootstrap-admin", created_at=NOW)
+    issued = describe_event(Envelope.wrap(EventType.api_key_issued, "/matchnet/notifications", entry.key_id,
+                                          ApiKeyIssued(key=entry)))
+    revoked = describe_event(Envelope.wrap(EventType.api_key_revoked, "/matchnet/notifications", entry.key_id,
+                                           ApiKeyRevoked(key=entry, revoked_by="bootstrap-admin")))
+    assert issued.endswith("apikey.issued     key_0190cccccccc0000000000000000 office office-13")
+    assert "apikey.revoked" in revoked and "a" * 64 not in issued + revoked
 
 # ---- demo data -------------------------------------------------------------------------------
 

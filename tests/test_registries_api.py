@@ -17,7 +17,7 @@ from services.seeds.models import Seed
 from services.seeds.settings import SeedsSettings
 from shared.auth import Role
 from shared.outbox import OutboxEvent
-from tests.api_harness import ADMIN, ADMIN_KEY, Api, route_harness
+from tests.api_harness import ADMIN, ADMIN_KEY, Api, deliver_key_events, key_registry, route_harness
 from tests.factories import NEED_BODY, SEED_BODY
 
 
@@ -171,11 +171,16 @@ def test_partners_do_not_see_the_company_name_of_a_members_level_need(needs: Api
     )
 
 
-def test_an_admin_mints_office_keys_that_every_service_accepts(seeds: Api) -> None:
-    minted = seeds.client.post("/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-01"})
-    assert minted.status_code == 201
-    office = {"Authorization": f"Bearer {minted.json()['api_key']}"}
-    assert seeds.client.post("/v1/seeds", headers=office, json=SEED_BODY).status_code == 201
-    assert seeds.client.post("/v1/api-keys", headers=office, json={"role": "admin"}).status_code == 403
-    unknown = seeds.client.post("/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-99"})
-    assert unknown.status_code == 422
+def test_an_admin_mints_office_keys_that_every_service_accepts(tmp_path: Path, seeds: Api, needs: Api) -> None:
+    with key_registry(tmp_path) as registry:
+        minted = registry.client.post("/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-01"})
+        assert minted.status_code == 201
+        office = {"Authorization": f"Bearer {minted.json()['api_key']}"}
+        deliver_key_events(registry, seeds, needs)
+        assert seeds.client.post("/v1/seeds", headers=office, json=SEED_BODY).status_code == 201
+        assert needs.client.get("/v1/needs", headers=office).status_code == 200
+        assert registry.client.post("/v1/api-keys", headers=office, json={"role": "admin"}).status_code == 403
+        unknown = registry.client.post(
+            "/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-99"}
+        )
+        assert unknown.status_code == 422

@@ -8,26 +8,35 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
-from shared.auth import CurrentPrincipal, Principal
+from shared.apikeys import EXPORT_PATH, entry_of
+from shared.auth import ApiKey, CurrentPrincipal, Principal, Role, require_role
 from shared.errors import Problem
+from shared.events import ApiKeyEntry
 from shared.pagination import Cursor, Page, PageSize, decode_cursor, page_of
 from shared.registry import create_idempotently, list_rows
 from shared.service import runtime_of
 
 from .domain import (
+    api_key_view,
     check_may_manage,
     check_may_subscribe,
     check_webhook_url,
     delete_subscription,
     delivery_view,
+    issue_api_key,
+    issued_key_view,
     issued_view,
     may_read,
     new_subscription,
     public_view,
     resolve_target,
+    revoke_api_key,
     visible_subscriptions,
 )
 from .models import (
+    ApiKeyCreate,
+    ApiKeyPublic,
+    ApiKeyWithSecret,
     Delivery,
     DeliveryAttempt,
     DeliveryPublic,
@@ -42,6 +51,8 @@ from .models import (
 SUBSCRIPTIONS = "/v1/subscriptions"
 subscriptions_router = APIRouter(prefix=SUBSCRIPTIONS, tags=["subscriptions"])
 deliveries_router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+API_KEYS = "/v1/api-keys"
+api_keys_router = APIRouter(tags=["api keys"])
 
 
 @subscriptions_router.post(
@@ -162,3 +173,93 @@ def get_delivery(delivery_id: str, principal: CurrentPrincipal, request: Request
         if delivery is None or subscription is None or not may_read(principal, subscription):
             raise Problem(404, "Not found", f"no delivery {delivery_id}")
         return _views(session, [delivery])[0]
+
+
+# ---- API keys (admin only) -------------------------------------------------------------------
+
+
+def _api_key(session: Session, key_id: str, *, for_update: bool = False) -> ApiKey:
+    record = session.get(ApiKey, key_id, with_for_update=for_update)
+    if record is None:
+        raise Problem(404, "Not found", f"no API key {key_id}")
+    return record
+
+
+@api_keys_router.post(
+    API_KEYS, status_code=201, response_model=ApiKeyWithSecret,
+    summary="Issue an API key (admin; the key is shown only in this response)",
+    description="The key is stored only as a hash, so it cannot be shown again, and this route takes no "
+    "Idempotency-Key (a replay would have to store it). Every service accepts it once the "
+    "`apikey.issued` event reaches it (well under a second).",
+)
+def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, request: Request) -> JSONResponse:
+    require_role(principal, Role.admin)
+    with runtime_of(request).db.session() as session:
+        record, token = issue_api_key(session, body, principal)
+    return JSONResponse(
+        issued_key_view(record, token).model_dump(mode="json"), status_code=201,
+        headers={"Location": f"{API_KEYS}/{record.key_id}", "Cache-Control": "no-store"},
+    )
+
+
+@api_keys_router.get(
+    API_KEYS, response_model=Page[ApiKeyPublic], summary="List API keys (admin; cursor pagination, oldest first)"
+)
+def list_api_keys(
+    principal: CurrentPrincipal,
+    request: Request,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+    role: Annotated[Role | None, Query()] = None,
+    revoked: Annotated[bool | None, Query(description="true: revoked keys only; false: usable keys only")] = None,
+) -> Page[ApiKeyPublic]:
+    require_role(principal, Role.admin)
+    filters: list[Any] = []
+    if role is not None:
+        filters.append(col(ApiKey.role) == role.value)
+    if revoked is not None:
+        filters.append(col(ApiKey.revoked_at).is_not(None) if revoked else col(ApiKey.revoked_at).is_(None))
+    with runtime_of(request).db.session() as session:
+        rows = _api_key_rows(session, decode_cursor(cursor), limit, filters)
+        return page_of(rows, limit, lambda shown: [api_key_view(r) for r in shown])
+
+
+@api_keys_router.get(
+    EXPORT_PATH, response_model=Page[ApiKeyEntry],
+    summary="Every API key with its secret's hash (admin): what the other services load at start",
+)
+def export_api_keys(
+    principal: CurrentPrincipal, request: Request, limit: PageSize = 50, cursor: Cursor = None
+) -> Page[ApiKeyEntry]:
+    require_role(principal, Role.admin)
+    with runtime_of(request).db.session() as session:
+        rows = _api_key_rows(session, decode_cursor(cursor), limit, [])
+        return page_of(rows, limit, lambda shown: [entry_of(r) for r in shown])
+
+
+def _api_key_rows(session: Session, after_id: str | None, limit: int, filters: list[Any]) -> list[ApiKey]:
+    statement = select(ApiKey).where(*filters).order_by(col(ApiKey.key_id)).limit(limit + 1)
+    if after_id:
+        statement = statement.where(col(ApiKey.key_id) > after_id)
+    return list(session.exec(statement).all())
+
+
+@api_keys_router.get(f"{API_KEYS}/{{key_id}}", response_model=ApiKeyPublic, summary="Read an API key (admin)")
+def get_api_key(key_id: str, principal: CurrentPrincipal, request: Request) -> ApiKeyPublic:
+    require_role(principal, Role.admin)
+    with runtime_of(request).db.session() as session:
+        return api_key_view(_api_key(session, key_id))
+
+
+@api_keys_router.delete(
+    f"{API_KEYS}/{{key_id}}", response_model=ApiKeyPublic,
+    summary="Revoke an API key (admin; kept in the list as revoked)",
+    description="This service refuses the key at once; every other service once the `apikey.revoked` "
+    "event reaches it (typically within half a second). Revoking a revoked key changes nothing.",
+)
+def revoke_key(key_id: str, principal: CurrentPrincipal, request: Request) -> ApiKeyPublic:
+    require_role(principal, Role.admin)
+    with runtime_of(request).db.session() as session:
+        record = _api_key(session, key_id, for_update=True)
+        revoke_api_key(session, record, principal)
+        return api_key_view(record)

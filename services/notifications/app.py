@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from shared.events import Topic
 from shared.service import EventSubscription, Runtime, create_service_app
 
-from .api import deliveries_router, subscriptions_router
+from .api import api_keys_router, deliveries_router, subscriptions_router
 from .delivery import DeliveryWorker
 from .events import CONSUMER_GROUP, pairings_handler
 from .models import Delivery, DeliveryAttempt, Subscription
@@ -38,9 +38,10 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         settings=settings,
         title="matchnet notifications",
         description="Signed webhooks (Standard Webhooks, CloudEvents JSON) of proposed pairings "
-        "to regional offices and partner portals, with retries and a delivery log.",
+        "to regional offices and partner portals, with retries and a delivery log; and the network's "
+        "API-key registry (issue, list, revoke), which every other service replicates.",
         tables=[Subscription, Delivery, DeliveryAttempt],
-        routers=[subscriptions_router, deliveries_router],
+        routers=[subscriptions_router, deliveries_router, api_keys_router],
         subscriptions=consumers,
         on_startup=[install_worker],
         background=[run_worker],

@@ -21,13 +21,18 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, update
 
-from shared.auth import Principal, Role
+from shared.apikeys import entry_of
+from shared.auth import ApiKey, Principal, Role, new_api_key
 from shared.errors import Problem
-from shared.events import Envelope, Pairing, PairingsProposed
+from shared.events import ApiKeyIssued, ApiKeyRevoked, Envelope, EventType, Pairing, PairingsProposed
 from shared.ids import new_id
+from shared.outbox import record_event
 from shared.reference import OFFICE_IDS, PREFECTURES, Confidentiality, block_of, office_id_for
 
 from .models import (
+    ApiKeyCreate,
+    ApiKeyPublic,
+    ApiKeyWithSecret,
     Delivery,
     DeliveryAttempt,
     DeliveryAttemptPublic,
@@ -42,6 +47,7 @@ from .models import (
     SubscriptionWithSecret,
 )
 
+EVENT_SOURCE = "/matchnet/notifications"
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 
@@ -373,3 +379,53 @@ def retry_delay(
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return min(delay, cap_s)
+
+
+# ---- API keys --------------------------------------------------------------------------------
+
+
+def check_key_scope(body: ApiKeyCreate) -> None:
+    """An office key names a known office, a partner key its partner; nothing else names either."""
+    wanted = {Role.office: "office_id", Role.partner: "partner_id"}.get(body.role)
+    for field in ("office_id", "partner_id"):
+        if field != wanted and getattr(body, field) is not None:
+            raise _invalid(field, f"not allowed for role '{body.role.value}'")
+    if wanted is not None and getattr(body, wanted) is None:
+        raise _invalid(wanted, f"required for role '{body.role.value}'")
+    if body.role == Role.office and body.office_id not in OFFICE_IDS:
+        raise _invalid("office_id", "unknown office; office ids are 'office-<JIS prefecture code>'")
+
+
+def issue_api_key(session: Session, body: ApiKeyCreate, issuer: Principal) -> tuple[ApiKey, str]:
+    """Store a new key (its hash only) and its ``apikey.issued`` event; returns the row and the key."""
+    check_key_scope(body)
+    issued = new_api_key()
+    record = ApiKey(
+        key_id=issued.key_id, role=body.role.value, office_id=body.office_id, partner_id=body.partner_id,
+        label=body.label, secret_hash=issued.secret_hash, created_by=issuer.key_id, created_at=now_utc(),
+    )
+    session.add(record)
+    record_event(session, Envelope.wrap(
+        EventType.api_key_issued, EVENT_SOURCE, record.key_id, ApiKeyIssued(key=entry_of(record))
+    ))
+    return record, issued.token
+
+
+def revoke_api_key(session: Session, record: ApiKey, revoker: Principal) -> None:
+    """Revoke a key once (a second revocation changes nothing) and tell every service."""
+    if record.revoked_at is not None:
+        return
+    record.revoked_at = now_utc()
+    session.add(record)
+    record_event(session, Envelope.wrap(
+        EventType.api_key_revoked, EVENT_SOURCE, record.key_id,
+        ApiKeyRevoked(key=entry_of(record), revoked_by=revoker.key_id),
+    ))
+
+
+def api_key_view(record: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic.model_validate(record, from_attributes=True)
+
+
+def issued_key_view(record: ApiKey, token: str) -> ApiKeyWithSecret:
+    return ApiKeyWithSecret(**api_key_view(record).model_dump(), api_key=token)

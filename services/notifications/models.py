@@ -9,6 +9,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from shared.auth import Role
 from shared.db import UtcDateTime
 from shared.reference import BlockCode, FieldCode, PrefectureCode
 
@@ -166,3 +167,46 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     attempts: list[DeliveryAttemptPublic]
+
+
+# ---- API keys (this service owns the registry; the table is shared.auth.ApiKey) ---------------
+
+
+class ApiKeyCreate(BaseModel):
+    """A new API key for one role. An office key names its office, a partner key its partner id;
+    admin and operator keys name neither. Unknown fields are rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"role": "office", "office_id": "office-13", "label": "東京都 知財総合支援窓口 コーディネーター"},
+                {"role": "partner", "partner_id": "tlo-hokkaido", "label": "北海道TLO ポータル"},
+                {"role": "operator", "label": "運用チーム"},
+            ]
+        },
+    )
+
+    role: Role
+    office_id: str | None = PydanticField(None, min_length=1, max_length=64)
+    partner_id: str | None = PydanticField(None, min_length=1, max_length=100)
+    label: str | None = PydanticField(None, max_length=200, description="who or what holds the key")
+
+
+class ApiKeyPublic(BaseModel):
+    """An issued key as listed: never its secret, nor the secret's hash."""
+
+    key_id: str
+    role: Role
+    office_id: str | None
+    partner_id: str | None
+    label: str | None
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyWithSecret(ApiKeyPublic):
+    """The issue response: the only time the key is shown (it is stored only as a hash)."""
+
+    api_key: str = PydanticField(description="send as 'Authorization: Bearer <api_key>'")
