@@ -6,6 +6,7 @@
     matchnet keys issue --role office --office-id office-13 [--label TEXT]
     matchnet keys list [--role office] [--revoked | --active]
     matchnet keys revoke KEY_ID
+    matchnet import seeds|needs FILE [--url URL] [--api-key KEY] [--batch-rows 200]
     matchnet receive [--host 127.0.0.1] [--port 9000] [--secret whsec_…] [--status 200]
 """
 
@@ -39,6 +40,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from matchnet.demo import DemoLoadError, load_demo
+from matchnet.importer import add_import_parser, cmd_import
 from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_dir
 from shared.auth import Principal, Role
 from shared.events import (
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the key registry (the notifications service); default "
                                   "$MATCHNET_KEY_REGISTRY_URL or http://127.0.0.1:8004")
         command.add_argument("--api-key", default=None, help=f"an admin key; default ${ADMIN_KEY_ENV}")
+
+    add_import_parser(commands)
 
     receive = commands.add_parser("receive", help="a local webhook receiver: print each webhook, check its signature")
     receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -791,6 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_keys(args)
     if args.command == "receive":
         return cmd_receive(args)
+    if args.command == "import":
+        return cmd_import(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

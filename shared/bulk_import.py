@@ -250,3 +250,16 @@ def validate_rows(
         except ValidationError as error:
             errors.extend(validation_errors(row.number, error))
     return valid, errors
+
+
+def cell_shapes(model: type[BaseModel]) -> tuple[set[str], set[str]]:
+    """The fields of ``model`` a CSV cell must become a list for, and those it must become an int for."""
+    list_fields: set[str] = set()
+    int_fields: set[str] = set()
+    for name, info in model.model_fields.items():
+        shape = repr(info.annotation)
+        if shape.startswith("list[") or "typing.List" in shape:
+            list_fields.add(name)
+        elif info.annotation is int or shape in ("int | None", "typing.Optional[int]"):
+            int_fields.add(name)
+    return list_fields, int_fields
