@@ -436,9 +436,10 @@ def _timing(result: SystemResult) -> dict[str, float]:
 
 def report(labelled: LabelledSet, results: list[SystemResult], data: Path, per_need: bool) -> dict[str, Any]:
     groups = groups_of(labelled)
+    pool_ids = {seed["external_id"] for seed in labelled.pool}
     judged_useless_in_pool = sum(
         1 for grades in labelled.grades.values() for seed_id, grade in grades.items()
-        if grade == 0 and seed_id in {seed["external_id"] for seed in labelled.pool}
+        if grade == 0 and seed_id in pool_ids
     )
     out: dict[str, Any] = {
         "data": str(data),
@@ -486,7 +487,7 @@ def print_table(figures: dict[str, Any], labelled: LabelledSet, per_need: bool) 
     print()
     header = f"{'group':<28}{'needs':>6}"
     for name in systems:
-        header += f"  | {name + ' nDCG@10':>16} {'R@20':>6} {'traps':>5}"
+        header += f"  | {f'{name} nDCG@{NDCG_K}':>16} {f'R@{RECALL_K}':>6} {'traps':>5}"
     print(header)
     for group in next(iter(systems.values()))["groups"]:
         first = next(iter(systems.values()))["groups"][group]
@@ -510,8 +511,8 @@ def print_table(figures: dict[str, Any], labelled: LabelledSet, per_need: bool) 
             for name, system in systems.items():
                 row = system["per_need"][need_id]
                 top = " ".join(f"{seed_id}:{grades.get(seed_id, '-')}" for seed_id in row["top"][:5])
-                print(f"    {name:<8} nDCG {row[f'ndcg@{NDCG_K}']:.3f}  R@20 {_figure(row[f'recall@{RECALL_K}'])}"
-                      f"  top5 {top}")
+                recall = _figure(row[f"recall@{RECALL_K}"])
+                print(f"    {name:<8} nDCG {row[f'ndcg@{NDCG_K}']:.3f}  R@{RECALL_K} {recall}  top5 {top}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
