@@ -69,7 +69,7 @@ TAGS: dict[str, str] = {
     "plain": "no hard case: a control",
 }
 
-# Field names of docs/profile-schema (issue 3), in the order the records are written.
+# Field names of the profile schema agreed for issue 3, in the order the records are written.
 SEED_FIELDS = (
     "external_id", "language", "title", "summary", "title_translated", "summary_translated", "description",
     "keywords", "fields", "classification_codes", "owner_org", "owner_type", "prefecture", "ip_status",
