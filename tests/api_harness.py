@@ -1,21 +1,21 @@
-"""A service's routes over a real SQLite database, without its lifespan (no broker, no consumers)."""
+"""A service's routes over a real, migrated database, without its lifespan (no broker, no consumers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import SQLModel
 
 from shared.auth import Role, mint_api_key
 from shared.db import Database
 from shared.kafka import EventPublisher
+from shared.migrations import upgrade
 from shared.outbox import OutboxRelay
-from shared.service import COMMON_TABLES, Runtime
+from shared.service import Runtime
 from shared.settings import ServiceSettings
 
 ADMIN_KEY = "mn_admin_test"
@@ -36,12 +36,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @contextmanager
-def route_harness(
-    create_app: Callable[[Any], FastAPI], settings: ServiceSettings, tables: Sequence[type[SQLModel]]
-) -> Iterator[Api]:
+def route_harness(create_app: Callable[[Any], FastAPI], settings: ServiceSettings) -> Iterator[Api]:
     app = create_app(settings)
-    database = Database(settings.resolved_database_url, [*COMMON_TABLES, *tables])
-    database.create_tables()
+    upgrade(settings.service_name, settings.resolved_database_url)  # as the service does at start
+    database = Database(settings.resolved_database_url)
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="test")
     # No lifespan: the routes need only the database; outbox rows stay in the database unpublished.
     app.state.runtime = Runtime(settings=settings, db=database, publisher=publisher,

@@ -10,10 +10,8 @@ import pytest
 from sqlmodel import select
 
 from services.needs.app import create_app as create_needs_app
-from services.needs.models import Need
 from services.needs.settings import NeedsSettings
 from services.seeds.app import create_app as create_seeds_app
-from services.seeds.models import Seed
 from services.seeds.settings import SeedsSettings
 from shared.auth import Role
 from shared.outbox import OutboxEvent
@@ -24,14 +22,14 @@ from tests.factories import NEED_BODY, SEED_BODY
 @pytest.fixture
 def seeds(tmp_path: Path) -> Iterator[Api]:
     settings = SeedsSettings(database_url=f"sqlite:///{tmp_path / 'seeds.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_seeds_app, settings, [Seed]) as api:
+    with route_harness(create_seeds_app, settings) as api:
         yield api
 
 
 @pytest.fixture
 def needs(tmp_path: Path) -> Iterator[Api]:
     settings = NeedsSettings(database_url=f"sqlite:///{tmp_path / 'needs.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_needs_app, settings, [Need]) as api:
+    with route_harness(create_needs_app, settings) as api:
         yield api
 
 

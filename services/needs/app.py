@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from shared.service import create_service_app
 
 from .api import router
-from .models import Need
 from .settings import NeedsSettings
 
 
@@ -16,7 +15,6 @@ def create_app(settings: NeedsSettings | None = None) -> FastAPI:
         settings=settings or NeedsSettings(),
         title="matchnet needs",
         description="Companies' technology needs: problems and missing capabilities, with confidentiality levels.",
-        tables=[Need],
         routers=[router],
     )
 

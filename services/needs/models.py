@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import ConfigDict
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
 from shared.events import NeedProfile
 from shared.reference import (
@@ -55,3 +55,6 @@ class NeedCreate(ProfileCreate):
 
 
 NeedPublic = NeedProfile
+
+# The service's own tables (besides shared.service.COMMON_TABLES); its migrations create them.
+TABLES: list[type[SQLModel]] = [Need]

@@ -10,7 +10,6 @@ from shared.service import EventSubscription, Runtime, create_service_app
 from .api import deliveries_router, subscriptions_router
 from .delivery import DeliveryWorker
 from .events import CONSUMER_GROUP, pairings_handler
-from .models import Delivery, DeliveryAttempt, Subscription
 from .settings import NotificationsSettings
 
 WORKER = "delivery_worker"  # key in Runtime.extras
@@ -39,7 +38,6 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         title="matchnet notifications",
         description="Signed webhooks (Standard Webhooks, CloudEvents JSON) of proposed pairings "
         "to regional offices and partner portals, with retries and a delivery log.",
-        tables=[Subscription, Delivery, DeliveryAttempt],
         routers=[subscriptions_router, deliveries_router],
         subscriptions=consumers,
         on_startup=[install_worker],

@@ -166,3 +166,7 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     attempts: list[DeliveryAttemptPublic]
+
+
+# The service's own tables (besides shared.service.COMMON_TABLES); its migrations create them.
+TABLES: list[type[SQLModel]] = [Subscription, Delivery, DeliveryAttempt]

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from shared.service import create_service_app
 
 from .api import router
-from .models import Seed
 from .settings import SeedsSettings
 
 
@@ -16,7 +15,6 @@ def create_app(settings: SeedsSettings | None = None) -> FastAPI:
         settings=settings or SeedsSettings(),
         title="matchnet seeds",
         description="Technology seeds (patents, know-how, research results) offered for collaboration.",
-        tables=[Seed],
         routers=[router],
     )
 
