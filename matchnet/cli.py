@@ -47,8 +47,10 @@ from shared.events import (
     EventType,
     InvalidEvent,
     NeedCreated,
+    NeedProfile,
     PairingsProposed,
     SeedCreated,
+    SeedProfile,
     Topic,
 )
 from shared.migrations import head_revision, new_revision, upgrade
@@ -189,13 +191,12 @@ def describe_event(envelope: Envelope) -> str:
     when = envelope.time.astimezone().strftime("%H:%M:%S")
     kind = f"{short_event_type(envelope.type):<17}"
     payload = envelope.payload()
-    if isinstance(payload, SeedCreated):
-        seed = payload.seed
-        return f"{when} {kind} {short_id(seed.id)} {clip(seed.title)} ({office_id_for(seed.prefecture)})"
-    if isinstance(payload, NeedCreated):
-        need = payload.need
-        title = "(confidential)" if need.confidentiality == Confidentiality.confidential else clip(need.title)
-        return f"{when} {kind} {short_id(need.id)} {title} ({office_id_for(need.prefecture)})"
+    profile = getattr(payload, "seed", None) or getattr(payload, "need", None)
+    if isinstance(profile, SeedProfile | NeedProfile):  # a seed or need event
+        hidden = isinstance(profile, NeedProfile) and profile.confidentiality == Confidentiality.confidential
+        title = "(confidential)" if hidden else clip(profile.title)
+        state = "" if isinstance(payload, SeedCreated | NeedCreated) else f" v{profile.version} {profile.status.value}"
+        return f"{when} {kind} {short_id(profile.id)} {title} ({office_id_for(profile.prefecture)}){state}"
     if isinstance(payload, PairingsProposed):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"

@@ -18,6 +18,7 @@ helper called by a new revision in every service.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -182,3 +183,73 @@ def create_common_tables() -> None:
 def drop_common_tables() -> None:
     for table in ("dead_letter_event", "inbox_event", "idempotency_record", "outbox_event"):
         op.drop_table(table)
+
+
+def create_audit_table() -> None:
+    """``audit_record`` (shared.audit), as the registries' second revisions created it."""
+    op.create_table(
+        "audit_record",
+        sa.Column("id", sa.String(64), primary_key=True),
+        timestamp_column("at"),
+        sa.Column("actor_key_id", sa.String(100), nullable=False),
+        sa.Column("actor_role", sa.String(20), nullable=False),
+        sa.Column("actor_office_id", sa.String(64), nullable=True),
+        sa.Column("action", sa.String(40), nullable=False),
+        sa.Column("entity_type", sa.String(20), nullable=False),
+        sa.Column("entity_id", sa.String(64), nullable=False),
+        sa.Column("version_before", sa.Integer(), nullable=True),
+        sa.Column("version_after", sa.Integer(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+    )
+    op.create_index("ix_audit_record_entity_id", "audit_record", ["entity_id"])
+
+
+def create_term_table(name: str) -> None:
+    """A registry's search-term table (shared.registry.ProfileTermRow)."""
+    op.create_table(
+        name,
+        sa.Column("profile_id", sa.String(64), primary_key=True),
+        sa.Column("term", sa.String(64), primary_key=True),
+    )
+    op.create_index(f"ix_{name}_term", name, ["term"])
+
+
+def add_common_profile_columns(table: str) -> None:
+    """The profile columns issue 3 added to ``seed`` and ``need``; existing rows get a summary cut from
+    their description and empty code lists (the API asks for the rest when they are next edited)."""
+    with op.batch_alter_table(table) as batch:
+        batch.add_column(sa.Column("external_id", sa.String(100), nullable=True))
+        batch.add_column(sa.Column("summary", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("title_translated", sa.String(300), nullable=True))
+        batch.add_column(sa.Column("summary_translated", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("classification_codes", sa.JSON(), nullable=False,
+                                   server_default=sa.text("'[]'")))
+        batch.add_column(sa.Column("expires_on", sa.Date(), nullable=True))
+    op.execute(sa.text(f"UPDATE {table} SET summary = substr(description, 1, 2000)"))
+    with op.batch_alter_table(table) as batch:
+        batch.alter_column("summary", existing_type=sa.Text(), nullable=False)
+        batch.alter_column("classification_codes", existing_type=sa.JSON(), server_default=None)
+        batch.create_index(f"ix_{table}_external_id", ["external_id"])
+        batch.create_index(f"ix_{table}_expires_on", ["expires_on"])
+        batch.create_index(f"ix_{table}_updated_at", ["updated_at"])
+
+
+def backfill_terms(table: str, term_table: str, forms_column: str) -> None:
+    """Index the rows a table already holds (search terms with today's shared.search)."""
+    from shared.search import document_terms, facet_term
+
+    def as_list(value: object) -> list[str]:
+        loaded = json.loads(value) if isinstance(value, str) else value
+        return [str(item) for item in loaded] if isinstance(loaded, list) else []
+
+    connection = op.get_bind()
+    rows = connection.execute(sa.text(
+        f"SELECT id, title, summary, description, keywords, fields, {forms_column} AS forms FROM {table}"
+    )).mappings().all()
+    terms_table = sa.table(term_table, sa.column("profile_id"), sa.column("term"))
+    for row in rows:
+        terms = document_terms([row["title"], row["summary"], row["description"], *as_list(row["keywords"])])
+        terms.update(facet_term("field", code) for code in as_list(row["fields"]))
+        terms.update(facet_term("form", form) for form in as_list(row["forms"]))
+        if terms:
+            connection.execute(terms_table.insert(), [{"profile_id": row["id"], "term": t} for t in sorted(terms)])

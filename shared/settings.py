@@ -70,3 +70,9 @@ class ServiceSettings(BaseSettings):
     def signing_secret(self) -> str:
         """The secret that signs API keys: explicit, else derived from the bootstrap admin key."""
         return self.auth_secret or self.bootstrap_admin_key or "matchnet-dev-insecure-secret"
+
+
+class RegistrySettings(ServiceSettings):
+    """What the seeds and needs registries add: how often the expiry sweep looks for expired profiles."""
+
+    expiry_sweep_interval_s: float = Field(60.0, gt=0)

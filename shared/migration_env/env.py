@@ -6,9 +6,24 @@ revisions come from ``version_locations`` (``services/<name>/migrations``).
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
+from sqlmodel.sql.sqltypes import AutoString
+
+from shared.db import UtcDateTime
 
 config = context.config
+
+
+def render_item(type_: str, obj: Any, _context: Any) -> str | Literal[False]:
+    """Write the models' column types as plain SQLAlchemy types in generated revisions."""
+    if type_ == "type" and isinstance(obj, AutoString):
+        return f"sa.String({obj.length})" if obj.length else "sa.String()"
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
 connection = config.attributes["connection"]
 context.configure(
     connection=connection,
@@ -17,6 +32,7 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     transactional_ddl=True,
     compare_type=True,
+    render_item=render_item,
 )
 with context.begin_transaction():
     context.run_migrations()
