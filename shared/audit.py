@@ -96,11 +96,11 @@ class AuditEntry(BaseModel):
                                       f"('{SYSTEM_KEY_ID}' for the registry's own expiry sweep).")
     actor_role: str = PydanticField(description="admin, office, or system.")
     actor_office_id: str | None = PydanticField(description="The office of an office key.")
-    action: ProfileAction
+    action: ProfileAction = PydanticField(description="created, updated, status_changed, withdrawn or expired.")
     entity_type: str = PydanticField(description="seed or need.")
-    entity_id: str
+    entity_id: str = PydanticField(description="The profile's id.")
     version_before: int | None = PydanticField(description="None for a creation.")
-    version_after: int
+    version_after: int = PydanticField(description="The profile's version after the change.")
     details: dict[str, Any] = PydanticField(
         description="changed_fields of an update; from_status, to_status and reason of a status change."
     )

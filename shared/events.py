@@ -85,6 +85,32 @@ class _Contract(BaseModel):
 # Fields added after a schema's first version default to None or [] (events written before lack
 # them); the registries' APIs always fill them for profiles registered through them.
 
+_PROFILE_EXAMPLE: dict[str, Any] = {
+    "version": 3, "external_id": None, "language": "ja", "summary_translated": None, "classification_codes": [],
+    "prefecture": "01", "office_id": "office-01", "status": "open", "expires_on": "2027-03-31",
+    "created_at": "2026-11-20T01:02:03Z", "updated_at": "2026-11-26T04:05:06Z",
+}
+SEED_PROFILE_EXAMPLE: dict[str, Any] = {
+    **_PROFILE_EXAMPLE, "id": "seed_0193a1b2c3d4e5f60718293a4b5c", "external_id": "HIT-2024-017",
+    "title": "排熱を電気に変える柔軟な熱電変換シート",
+    "summary": "80〜150℃の低温排熱から発電できる有機熱電シート。工場の配管に巻き付けて使える。",
+    "title_translated": "Flexible thermoelectric sheet that turns low-temperature waste heat into power",
+    "description": "導電性高分子と無機ナノ粒子を複合化した熱電材料を印刷でシート状に成形した。",
+    "keywords": ["熱電変換", "排熱回収"], "fields": ["energy", "materials"], "classification_codes": ["H10N 10/856"],
+    "owner_org": "北海道工業大学", "owner_type": "university", "ip_status": "patent_application",
+    "patent_numbers": ["特願2024-012345"], "offers": ["license", "joint_research"], "trl": 4,
+    "contact_name": "産学連携推進本部 山田 花子", "contact_email": "sangaku@example.ac.jp",
+}
+NEED_PROFILE_EXAMPLE: dict[str, Any] = {
+    **_PROFILE_EXAMPLE, "id": "need_0193a1b2c3d4e5f60718293a4b5d", "title": "工場の排熱を有効活用したい",
+    "summary": "鋳造工程で出る100℃前後の排熱を捨てている。設備を大きく変えずに電気や暖房に回したい。",
+    "title_translated": "Put our factory's waste heat to use",
+    "description": "鋳物工場の溶解炉や冷却工程から出る熱を、いまはそのまま外に捨てている。",
+    "keywords": ["排熱", "省エネ"], "fields": ["energy"], "company_name": None, "company_size": "sme",
+    "industry": "E", "wanted_forms": ["license", "joint_research"], "budget_min_jpy": 1_000_000,
+    "budget_max_jpy": 5_000_000, "timeline_months": 12, "confidentiality": "members", "redacted_summary": None,
+}
+
 
 class _Profile(_Contract):
     """What a seed and a need share."""
@@ -118,8 +144,8 @@ class _Profile(_Contract):
         None, description="Last day (Japan time) the profile is matched; the next day it becomes expired.",
         examples=["2027-03-31"],
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = Field(description="When the profile was registered (UTC).")
+    updated_at: datetime = Field(description="When the profile last changed (UTC).")
 
     @computed_field(  # type: ignore[prop-decorator]
         description="The regional support office that owns the profile (from its prefecture).", examples=["office-01"]
@@ -132,8 +158,11 @@ class _Profile(_Contract):
 class SeedProfile(_Profile):
     """A technology seed as readers and events see it."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [SEED_PROFILE_EXAMPLE]})
+
     owner_org: str = Field(description="The organisation offering the technology.", examples=["北海道工業大学"])
-    owner_type: OwnerType
+    owner_type: OwnerType = Field(description="university, kosen, national_lab, public_research_institute, "
+                                  "company or tlo.")
     ip_status: IpStatus | None = Field(None, description="The kind of IP behind the seed.")
     patent_numbers: list[str] = Field(default_factory=list, description="Patent and application numbers.",
                                       examples=[["特許第7123456号", "特願2023-123456"]])
@@ -141,21 +170,24 @@ class SeedProfile(_Profile):
     trl: int | None = Field(None, ge=1, le=9, description="Technology readiness level 1..9.", examples=[4])
     contact_name: str | None = Field(None, description="The responsible coordinator or office.",
                                      examples=["産学連携本部 山田 花子"])
-    contact_email: str | None = Field(None, examples=["sangaku@example.ac.jp"])
+    contact_email: str | None = Field(None, description="Where a company writes about the seed.",
+                                      examples=["sangaku@example.ac.jp"])
 
 
 class NeedProfile(_Profile):
     """A company need as its reader may see it (see view rules in services/needs/domain.py)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [NEED_PROFILE_EXAMPLE]})
+
     company_name: str | None = Field(
         description="None where the reader may not see it (a members-level need read by a partner; "
         "events of non-public needs).", examples=["札幌鋳造株式会社"],
     )
-    company_size: CompanySize
+    company_size: CompanySize = Field(description="sme, large or venture.")
     industry: IndustryCode | None = Field(None, description="JSIC major group letter A..T.", examples=["E"])
     wanted_forms: list[CollaborationForm] = Field(description="Collaboration forms the company wants.")
     budget_min_jpy: int | None = Field(None, description="Budget range, yen.", examples=[1_000_000])
-    budget_max_jpy: int | None = Field(None, examples=[5_000_000])
+    budget_max_jpy: int | None = Field(None, description="Upper end of the budget range, yen.", examples=[5_000_000])
     timeline_months: int | None = Field(None, description="Months the company gives the collaboration.",
                                         examples=[12])
     confidentiality: Confidentiality = Field(

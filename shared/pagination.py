@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Generic, Protocol, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import Problem
 
@@ -35,8 +35,12 @@ MAX_PAGE_SIZE = 200
 class Page(BaseModel, Generic[T]):
     """One page; pass ``next_cursor`` as ``cursor`` for the next one (None: this was the last)."""
 
-    items: list[T]
-    next_cursor: str | None = None
+    # Parametrised pages (Page[SeedProfile]) do not inherit the docstring as their description.
+    model_config = ConfigDict(json_schema_extra={"description": "One page of a list, and the cursor of the next."})
+
+    items: list[T] = Field(description="This page's items, at most `limit`.")
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; None on the last page.",
+                                    examples=["WyJ0aXRsZSIsIueGsembu-WkieaPmyIsInNlZWRfMDE5M2ExYjIiXQ"])
 
 
 def encode_cursor(last_id: str) -> str:

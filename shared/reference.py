@@ -194,6 +194,8 @@ PREFECTURE_OF_OFFICE: dict[str, str] = {office_id_for(code): code for code in PR
 
 # Closed vocabularies used by profiles and events (StrEnum values are the wire values).
 class OwnerType(StrEnum):
+    """Who offers a seed (public_research_institute: 公設試)."""
+
     university = "university"
     kosen = "kosen"
     national_lab = "national_lab"
@@ -203,6 +205,8 @@ class OwnerType(StrEnum):
 
 
 class CollaborationForm(StrEnum):
+    """How a seed's owner and a company may work together (research_use_free: free for research use)."""
+
     license = "license"
     assignment = "assignment"
     joint_research = "joint_research"
@@ -212,18 +216,25 @@ class CollaborationForm(StrEnum):
 
 
 class CompanySize(StrEnum):
+    """The size of the company behind a need."""
+
     sme = "sme"
     large = "large"
     venture = "venture"
 
 
 class Confidentiality(StrEnum):
+    """Who may see a need: public (anyone), members (offices and partners; company name hidden from
+    partners), confidential (the owning office, admins and operators)."""
+
     public = "public"
     members = "members"
     confidential = "confidential"
 
 
 class Language(StrEnum):
+    """The language a profile's title and summary are written in."""
+
     ja = "ja"
     en = "en"
 
@@ -241,6 +252,8 @@ class ProfileStatus(StrEnum):
 
 
 class IpStatus(StrEnum):
+    """The kind of IP behind a seed."""
+
     granted_patent = "granted_patent"
     patent_application = "patent_application"
     know_how = "know_how"

@@ -180,6 +180,19 @@ class ProfileUpdate(BaseModel):
         raise ValueError("the status changes through POST …/{id}/status (only legal transitions)")
 
 
+def update_schema(fields_model: type[BaseModel], example: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of an update model: each field described as in ``fields_model``, one example."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        described = fields_model.model_json_schema()["properties"]
+        for name, prop in schema.get("properties", {}).items():
+            if "description" not in prop and "description" in described.get(name, {}):
+                prop["description"] = described[name]["description"]
+        schema["examples"] = [example]
+
+    return extra
+
+
 class StatusChange(BaseModel):
     """A status transition; ``reason`` is kept in the audit trail and the event."""
 
@@ -611,6 +624,8 @@ def expire_due(db: Database, registry: Registry[RowT], today: date, batch_size: 
 
 
 class ProfileSort(StrEnum):
+    """A list's order: by creation (default), last change or title; '-' for descending."""
+
     created_asc = "created_at"
     created_desc = "-created_at"
     updated_asc = "updated_at"

@@ -15,10 +15,13 @@ from matchnet.cli import build_parser, cmd_migrate
 from services.matcher.models import TABLES as MATCHER_TABLES
 from services.needs.models import TABLES as NEEDS_TABLES
 from services.notifications.models import TABLES as NOTIFICATIONS_TABLES
+from services.seeds.app import create_app as create_seeds_app
 from services.seeds.models import TABLES as SEEDS_TABLES
+from services.seeds.settings import SeedsSettings
 from shared.db import make_engine
 from shared.migrations import current_revision, head_revision, upgrade
 from shared.service import COMMON_TABLES
+from tests.api_harness import ADMIN, ADMIN_KEY, route_harness
 
 SERVICE_TABLES: dict[str, list[type[SQLModel]]] = {
     "seeds": SEEDS_TABLES, "needs": NEEDS_TABLES, "matcher": MATCHER_TABLES, "notifications": NOTIFICATIONS_TABLES,
@@ -97,3 +100,32 @@ def test_matchnet_migrate_names_the_database_it_could_not_migrate(tmp_path: Path
 def test_one_database_url_is_for_one_service() -> None:
     args = build_parser().parse_args(["migrate", "all", "--database-url", "sqlite:///x.db"])
     assert cmd_migrate(args, io.StringIO()) == 2
+
+
+def test_seeds_from_before_the_registry_revision_are_kept_summarised_and_searchable(database_url: str) -> None:
+    upgrade("seeds", database_url, target="seeds_0001")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO seed (id, version, title, description, keywords, fields, prefecture, language, status, "
+            "created_at, updated_at, owner_org, owner_type, offers) VALUES ('seed_0190aaaaaaaa1234567890abcdef', 1, "
+            "'熱電変換シート', '低温の排熱から発電する。', '[\"thermoelectric\"]', '[\"energy\"]', '01', 'ja', 'open', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '北海道工業大学', 'university', '[\"license\"]')"
+        ))
+    engine.dispose()
+    settings = SeedsSettings(database_url=database_url, bootstrap_admin_key=ADMIN_KEY)
+
+    with route_harness(create_seeds_app, settings) as seeds:  # migrates to the newest revision
+        [seed] = seeds.client.get("/v1/seeds", headers=ADMIN, params={"q": "排熱 thermoelectric",
+                                                                       "fields": "energy", "offers": "license"}
+                                  ).json()["items"]
+        assert seed["summary"] == "低温の排熱から発電する。" and seed["classification_codes"] == []
+        assert seed["trl"] is None and seed["patent_numbers"] == []
+        url = f"/v1/seeds/{seed['id']}"
+        incomplete = seeds.client.patch(url, headers={**ADMIN, "If-Match": '"1"'}, json={"title": "熱電シート"})
+        completed = seeds.client.patch(url, headers={**ADMIN, "If-Match": '"1"'}, json={
+            "ip_status": "know_how", "trl": 3, "contact_name": "産学連携本部", "contact_email": "a@example.ac.jp"})
+
+    assert incomplete.status_code == 422
+    assert {"ip_status", "trl", "contact_name", "contact_email"} <= {e["field"] for e in incomplete.json()["errors"]}
+    assert completed.status_code == 200 and completed.json()["version"] == 2

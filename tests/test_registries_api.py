@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from services.needs.app import create_app as create_needs_app
-from services.needs.settings import NeedsSettings
-from services.seeds.app import create_app as create_seeds_app
-from services.seeds.settings import SeedsSettings
 from shared.auth import Role
 from shared.outbox import OutboxEvent
-from tests.api_harness import ADMIN, ADMIN_KEY, Api, route_harness
+from tests.api_harness import ADMIN, Api
 from tests.factories import NEED_BODY, SEED_BODY
 
-
-@pytest.fixture
-def seeds(tmp_path: Path) -> Iterator[Api]:
-    settings = SeedsSettings(database_url=f"sqlite:///{tmp_path / 'seeds.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_seeds_app, settings) as api:
-        yield api
-
-
-@pytest.fixture
-def needs(tmp_path: Path) -> Iterator[Api]:
-    settings = NeedsSettings(database_url=f"sqlite:///{tmp_path / 'needs.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_needs_app, settings) as api:
-        yield api
+# The seeds and needs fixtures (tests/conftest.py) run each test on SQLite and on PostgreSQL.
 
 
 def outbox_events(api: Api) -> list[dict]:

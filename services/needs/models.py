@@ -16,7 +16,15 @@ from shared.reference import (
     IndustryCode,
     ProfileStatus,
 )
-from shared.registry import InitialStatus, ProfileFields, ProfileRow, ProfileTermRow, ProfileUpdate, unique
+from shared.registry import (
+    InitialStatus,
+    ProfileFields,
+    ProfileRow,
+    ProfileTermRow,
+    ProfileUpdate,
+    unique,
+    update_schema,
+)
 from shared.search import normalise
 
 
@@ -74,7 +82,8 @@ class NeedFields(ProfileFields):
         min_length=1, max_length=6, description="The collaboration forms the company wants."
     )
     budget_min_jpy: int | None = PydanticField(None, ge=0, description="Budget range in yen (optional).")
-    budget_max_jpy: int | None = PydanticField(None, ge=0, validate_default=True)
+    budget_max_jpy: int | None = PydanticField(None, ge=0, validate_default=True,
+                                               description="Upper end of the budget range, yen.")
     timeline_months: int | None = PydanticField(None, ge=1, le=120, description="Months for the collaboration.")
     confidentiality: Confidentiality = PydanticField(
         Confidentiality.members, description="public: anyone; members: offices and partners (company name "
@@ -120,8 +129,9 @@ class NeedUpdate(ProfileUpdate):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"confidentiality": "confidential",
-                                         "redacted_summary": "北海道の製造業者が排熱の活用技術を探している。"}]},
+        json_schema_extra=update_schema(NeedFields, {
+            "confidentiality": "confidential", "redacted_summary": "北海道の製造業者が排熱の活用技術を探している。"
+        }),
     )
 
     company_name: str | None = PydanticField(None, min_length=1, max_length=300)

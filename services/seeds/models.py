@@ -17,7 +17,15 @@ from shared.reference import (
     PatentNumber,
     ProfileStatus,
 )
-from shared.registry import InitialStatus, ProfileFields, ProfileRow, ProfileTermRow, ProfileUpdate, unique
+from shared.registry import (
+    InitialStatus,
+    ProfileFields,
+    ProfileRow,
+    ProfileTermRow,
+    ProfileUpdate,
+    unique,
+    update_schema,
+)
 
 
 class Seed(ProfileRow, table=True):
@@ -102,7 +110,7 @@ class SeedUpdate(ProfileUpdate):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"trl": 5, "expires_on": "2028-03-31", "offers": ["license"]}]},
+        json_schema_extra=update_schema(SeedFields, {"trl": 5, "expires_on": "2028-03-31", "offers": ["license"]}),
     )
 
     owner_org: str | None = PydanticField(None, min_length=1, max_length=300)
