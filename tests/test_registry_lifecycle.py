@@ -315,7 +315,8 @@ def test_every_change_has_an_event_with_the_current_version_and_an_audit_record(
     ]
     assert {r.entity_id for r in trail} == {seed["id"]} and {r.entity_type for r in trail} == {"seed"}
     assert [r.actor_role for r in trail] == ["office", "office", "admin", "office"]
-    assert trail[0].actor_office_id == "office-01" and trail[2].actor_key_id == "bootstrap-admin"
+    assert trail[0].actor_office_id == "office-01" and trail[2].actor_office_id is None
+    assert trail[0].actor_key_id == trail[1].actor_key_id != trail[2].actor_key_id  # the key that acted
     assert trail[1].details == {"changed_fields": ["trl"]}
     assert trail[2].details == {"from_status": "open", "to_status": "paused", "reason": "テスト"}
 
