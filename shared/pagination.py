@@ -54,7 +54,7 @@ def _unb64(cursor: str) -> str:
     return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
 
 
-def _invalid_cursor() -> Problem:
+def invalid_cursor() -> Problem:
     return Problem(
         400, "Invalid cursor", "cursor is not one this API returned for this sort", kind="validation",
         errors=[{"field": "cursor", "message": "not a cursor returned by this API"}],
@@ -70,7 +70,7 @@ def decode_cursor(cursor: str | None) -> str | None:
             return last_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
-    raise _invalid_cursor()
+    raise invalid_cursor()
 
 
 def encode_keyset_cursor(sort: str, value: str | None, last_id: str) -> str:
@@ -86,14 +86,14 @@ def decode_keyset_cursor(cursor: str | None, sort: str) -> tuple[str | None, str
     try:
         decoded = json.loads(_unb64(cursor))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _invalid_cursor() from None
+        raise invalid_cursor() from None
     if (
         isinstance(decoded, list) and len(decoded) == 3 and decoded[0] == sort
         and (decoded[1] is None or isinstance(decoded[1], str))
         and isinstance(decoded[2], str) and _ID_SHAPE.match(decoded[2])
     ):
         return decoded[1], decoded[2]
-    raise _invalid_cursor()
+    raise invalid_cursor()
 
 
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page")]

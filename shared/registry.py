@@ -36,7 +36,7 @@ from shared.events import EVENT_SCHEMAS, PROFILE_EVENTS, Envelope, ProfileAction
 from shared.idempotency import find_replay, idempotency_scope, remember, request_fingerprint
 from shared.ids import new_id
 from shared.outbox import record_event
-from shared.pagination import Cursor, Page, PageSize, decode_keyset_cursor, keyset_page
+from shared.pagination import Cursor, Page, PageSize, decode_keyset_cursor, invalid_cursor, keyset_page
 from shared.reference import (
     PREFECTURE_OF_OFFICE,
     PREFECTURES,
@@ -478,22 +478,6 @@ def create_profile(
                                request_body=body, write=write, headers_of=lambda b: {"ETag": etag(b["version"])})
 
 
-def list_rows(
-    session: Session,
-    model: type[EntityT],
-    *,
-    after_id: str | None,
-    limit: int,
-    filters: Sequence[Any] = (),
-) -> list[EntityT]:
-    """Up to ``limit + 1`` rows in id (= creation) order after the cursor."""
-    id_column = col(model.id)  # type: ignore[attr-defined]
-    statement = select(model).where(*filters).order_by(id_column).limit(limit + 1)
-    if after_id:
-        statement = statement.where(id_column > after_id)
-    return list(session.exec(statement).all())
-
-
 # ---- read -------------------------------------------------------------------------------------------
 
 
@@ -623,6 +607,22 @@ def expire_due(db: Database, registry: Registry[RowT], today: date, batch_size: 
 # ---- lists and search ---------------------------------------------------------------------------
 
 
+def list_rows(
+    session: Session,
+    model: type[EntityT],
+    *,
+    after_id: str | None,
+    limit: int,
+    filters: Sequence[Any] = (),
+) -> list[EntityT]:
+    """Up to ``limit + 1`` rows in id (= creation) order after the cursor (any table with ids)."""
+    id_column = col(model.id)  # type: ignore[attr-defined]
+    statement = select(model).where(*filters).order_by(id_column).limit(limit + 1)
+    if after_id:
+        statement = statement.where(id_column > after_id)
+    return list(session.exec(statement).all())
+
+
 class ProfileSort(StrEnum):
     """A list's order: by creation (default), last change or title; '-' for descending."""
 
@@ -704,8 +704,7 @@ def _after(registry: Registry[RowT], column: str, descending: bool, value: str |
         try:
             key = datetime.fromisoformat(value or "")
         except ValueError:
-            raise Problem(400, "Invalid cursor", "cursor is not one this API returned", kind="validation",
-                          errors=[{"field": "cursor", "message": "not a cursor returned by this API"}]) from None
+            raise invalid_cursor() from None
     beyond = sort_column < key if descending else sort_column > key
     return or_(beyond, and_(sort_column == key, after_id))
 
