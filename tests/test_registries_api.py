@@ -159,3 +159,9 @@ def test_an_admin_mints_office_keys_that_every_service_accepts(seeds: Api) -> No
     assert seeds.client.post("/v1/api-keys", headers=office, json={"role": "admin"}).status_code == 403
     unknown = seeds.client.post("/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-99"})
     assert unknown.status_code == 422
+
+
+def test_the_seeds_and_needs_of_one_test_have_databases_of_their_own(seeds: Api, needs: Api) -> None:
+    assert seeds.db.url != needs.db.url
+    assert seeds.client.post("/v1/seeds", headers=ADMIN, json=SEED_BODY).status_code == 201
+    assert needs.client.post("/v1/needs", headers=ADMIN, json=NEED_BODY).status_code == 201
