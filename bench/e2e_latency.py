@@ -116,7 +116,8 @@ async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[s
         async def post(i: int) -> None:
             nonlocal errors
             body = {
-                "title": f"工場の排熱を有効活用したい {i}", "description": "鋳造工程の排熱を電気に変えたい",
+                "title": f"工場の排熱を有効活用したい {i}", "summary": "排熱を使いたい。",
+                "description": "鋳造工程の排熱を電気に変えたい", "industry": "E",
                 "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "company_size": "sme",
                 "prefecture": "13", "wanted_forms": ["license"], "confidentiality": "members", "language": "ja",
             }
@@ -182,9 +183,10 @@ def main() -> None:
             r.raise_for_status()
             for title, description, fields in SEED_TOPICS:
                 httpx.post(f"{net.urls['seeds']}/v1/seeds", headers=auth, json={
-                    "title": title, "description": description, "keywords": [], "fields": fields,
-                    "owner_org": "ベンチ大学", "owner_type": "university", "prefecture": "01",
-                    "offers": ["license"], "language": "ja",
+                    "title": title, "summary": description, "description": description, "keywords": [],
+                    "fields": fields, "owner_org": "ベンチ大学", "owner_type": "university", "prefecture": "01",
+                    "offers": ["license"], "language": "ja", "ip_status": "know_how", "trl": 4,
+                    "contact_name": "ベンチ大学 産学連携", "contact_email": "bench@example.ac.jp",
                 }).raise_for_status()
             # The seeds must be in the matcher's index before the clock starts (topics are independent).
             deadline = time.monotonic() + 30

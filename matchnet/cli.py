@@ -3,6 +3,7 @@
     matchnet up [--demo] [--data-dir .data] [--otlp URL] [--postgres URL-PREFIX] [--fresh]
     matchnet demo-load [--seeds-url URL] [--needs-url URL] [--api-key KEY]
     matchnet serve seeds|needs|matcher|notifications
+    matchnet migrate seeds|needs|matcher|notifications|all [--data-dir DIR] [--postgres URL-PREFIX]
     matchnet keys issue --role office --office-id office-13 [--label TEXT]
     matchnet keys list [--role office] [--revoked | --active]
     matchnet keys revoke KEY_ID
@@ -19,6 +20,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import importlib
 import io
 import json
 import os
@@ -38,11 +40,13 @@ from typing import Any, TextIO, cast
 import httpx
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from matchnet.demo import DemoLoadError, load_demo
 from matchnet.importer import add_import_parser, cmd_import
 from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_dir
 from shared.auth import Principal, Role
+from shared.db import normalise_database_url
 from shared.events import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -50,11 +54,15 @@ from shared.events import (
     EventType,
     InvalidEvent,
     NeedCreated,
+    NeedProfile,
     PairingsProposed,
     SeedCreated,
+    SeedProfile,
     Topic,
 )
+from shared.migrations import head_revision, new_revision, upgrade
 from shared.reference import Confidentiality, office_id_for
+from shared.service import COMMON_TABLES
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, ServiceSettings
 
 ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"
@@ -105,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
+
+    migrate = commands.add_parser("migrate", help="migrate a service's database (or all four) to the newest revision")
+    migrate.add_argument("service", choices=[*SERVICES, "all"])
+    migrate.add_argument("--data-dir", type=Path,
+                         help="where the SQLite files are (default $MATCHNET_DATA_DIR or .data)")
+    migrate.add_argument("--postgres", metavar="URL-PREFIX",
+                         help="PostgreSQL databases named prefix + service, as for up")
+    migrate.add_argument("--database-url", metavar="URL", help="this database (one service only)")
+    migrate.add_argument("--new", metavar="MESSAGE",
+                         help="write the service's next revision from its models (one service only)")
 
     keys = commands.add_parser("keys", help="issue, list and revoke API keys (asks the key registry)")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -193,13 +211,12 @@ def describe_event(envelope: Envelope) -> str:
     when = envelope.time.astimezone().strftime("%H:%M:%S")
     kind = f"{short_event_type(envelope.type):<17}"
     payload = envelope.payload()
-    if isinstance(payload, SeedCreated):
-        seed = payload.seed
-        return f"{when} {kind} {short_id(seed.id)} {clip(seed.title)} ({office_id_for(seed.prefecture)})"
-    if isinstance(payload, NeedCreated):
-        need = payload.need
-        title = "(confidential)" if need.confidentiality == Confidentiality.confidential else clip(need.title)
-        return f"{when} {kind} {short_id(need.id)} {title} ({office_id_for(need.prefecture)})"
+    profile = getattr(payload, "seed", None) or getattr(payload, "need", None)
+    if isinstance(profile, SeedProfile | NeedProfile):  # a seed or need event
+        hidden = isinstance(profile, NeedProfile) and profile.confidentiality == Confidentiality.confidential
+        title = "(confidential)" if hidden else clip(profile.title)
+        state = "" if isinstance(payload, SeedCreated | NeedCreated) else f" v{profile.version} {profile.status.value}"
+        return f"{when} {kind} {short_id(profile.id)} {title} ({office_id_for(profile.prefecture)}){state}"
     if isinstance(payload, PairingsProposed):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"
@@ -382,6 +399,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}"])
     return 0  # not reached: exec replaces this process
+
+
+def migration_database_url(service: str, args: argparse.Namespace) -> str:
+    """The database ``matchnet migrate`` works on: as given, else where the service itself would look."""
+    if args.database_url:
+        return str(args.database_url)
+    if args.postgres:
+        return postgres_urls(args.postgres, [service])[service]
+    settings_module = importlib.import_module(f"services.{service}.settings")
+    settings_class = next(
+        value for value in vars(settings_module).values()
+        if isinstance(value, type) and issubclass(value, ServiceSettings) and value.service_name == service
+    )
+    settings = settings_class(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    return settings.resolved_database_url
+
+
+def cmd_migrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    services = list(SERVICES) if args.service == "all" else [args.service]
+    if (args.database_url or args.new) and len(services) > 1:
+        print("--database-url and --new work on one service", file=sys.stderr)
+        return 2
+    for service in services:
+        url = migration_database_url(service, args)
+        shown = make_url(normalise_database_url(url)).render_as_string(hide_password=True)
+        try:
+            if args.new:
+                tables = [*COMMON_TABLES, *importlib.import_module(f"services.{service}.models").TABLES]
+                path = new_revision(service, url, args.new, tables)
+                print(f"{service}: wrote {path} (read it, then commit it)", file=out)
+                continue
+            revision = upgrade(service, url)
+        except Exception as error:  # a database that is away or refuses: say which, go on with none
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"{service}: migration failed on {shown}: {reason}", file=sys.stderr)
+            return 1
+        note = "newest" if revision == head_revision(service) else f"newest is {head_revision(service)}"
+        print(f"{service}: {shown} at {revision} ({note})", file=out)
+    return 0
 
 
 class KeyRegistryError(RuntimeError):
@@ -791,6 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_demo_load(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "migrate":
+        return cmd_migrate(args)
     if args.command == "keys":
         return cmd_keys(args)
     if args.command == "receive":

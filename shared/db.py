@@ -77,9 +77,9 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """A service's database: its engine and the tables it owns."""
+    """A service's database: its engine (and, for tests, the tables to create directly)."""
 
-    def __init__(self, url: str, tables: Sequence[type[SQLModel]]) -> None:
+    def __init__(self, url: str, tables: Sequence[type[SQLModel]] = ()) -> None:
         self.url = normalise_database_url(url)
         self.engine = make_engine(self.url)
         self.tables = list(tables)
@@ -91,6 +91,7 @@ class Database:
         return self.engine.dialect.name
 
     def create_tables(self) -> None:
+        """Create the given tables directly: for tests with ad-hoc tables. Services migrate (shared.migrations)."""
         SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in self.tables])  # type: ignore[attr-defined]
 
     @contextmanager

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,7 +66,12 @@ def problem_response(
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # A repeated query parameter is named as the client wrote it: "prefecture", not "prefecture.0".
+    in_query = bool(loc) and loc[0] == "query"
+    parts = [
+        str(p) for p in loc
+        if p not in ("body", "query", "path", "header") and not (in_query and isinstance(p, int))
+    ]
     return ".".join(parts) or "body"
 
 
@@ -77,6 +83,16 @@ def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
             message = "unknown field: not part of this resource"
         out.append({"field": _field_name(item.get("loc", ())), "message": message})
     return out
+
+
+def validation_problem(error: ValidationError) -> Problem:
+    """A 422 naming each offending field, for a model validated inside a route (e.g. a merged PATCH)."""
+    errors = [
+        {"field": _field_name(item.get("loc", ())), "message": str(item.get("msg", "invalid"))}
+        for item in error.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem(422, "Validation failed", detail, kind="validation", errors=errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -2,16 +2,31 @@
 
 On Kafka an event travels in binary content mode: ``ce_*`` headers carry the attributes, the value is
 the JSON ``data``, and the key is the aggregate id (a seed, a need, or an office for pairings).
+
+Profile events (``jp.matchnet.{seed,need}.{created,updated,status_changed,withdrawn,expired}.v1``)
+carry the whole current profile with its ``version``, so a consumer never calls back for the common
+case and can drop an event older than what it holds. What "the whole profile" means:
+
+- a seed has nothing confidential: the event carries the profile as every reader sees it;
+- a need's event carries the profile as the network may show it to any member, plus what the
+  matcher needs to rank it: the full title, summary and description even of a ``confidential``
+  need (the matcher must match it on its text), but the company name only of a ``public`` need
+  (no consumer needs it, and a members-level name is hidden from partners). The needs topic is
+  internal: the matcher ranks on the full text and lets only the redacted summary (or a neutral
+  placeholder) of a confidential need leave it (services/matcher/domain.py ``need_summary``).
+
+Schemas evolve by adding optional fields within a version (``.v1`` consumers ignore what they do
+not know); a field that changes meaning is a new version.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, computed_field
 
 from shared.auth import Role
 from shared.ids import new_id
@@ -19,9 +34,12 @@ from shared.reference import (
     CollaborationForm,
     CompanySize,
     Confidentiality,
+    IndustryCode,
+    IpStatus,
     Language,
     OwnerType,
     ProfileStatus,
+    office_id_for,
 )
 
 SPEC_VERSION = "1.0"
@@ -37,10 +55,28 @@ class Topic(StrEnum):
 
 class EventType(StrEnum):
     seed_created = "jp.matchnet.seed.created.v1"
+    seed_updated = "jp.matchnet.seed.updated.v1"
+    seed_status_changed = "jp.matchnet.seed.status_changed.v1"
+    seed_withdrawn = "jp.matchnet.seed.withdrawn.v1"
+    seed_expired = "jp.matchnet.seed.expired.v1"
     need_created = "jp.matchnet.need.created.v1"
+    need_updated = "jp.matchnet.need.updated.v1"
+    need_status_changed = "jp.matchnet.need.status_changed.v1"
+    need_withdrawn = "jp.matchnet.need.withdrawn.v1"
+    need_expired = "jp.matchnet.need.expired.v1"
     pairings_proposed = "jp.matchnet.pairings.proposed.v1"
     api_key_issued = "jp.matchnet.apikey.issued.v1"
     api_key_revoked = "jp.matchnet.apikey.revoked.v1"
+
+
+class ProfileAction(StrEnum):
+    """What happened to a seed or need: names its event and its audit record."""
+
+    created = "created"
+    updated = "updated"
+    status_changed = "status_changed"
+    withdrawn = "withdrawn"
+    expired = "expired"
 
 
 # ---- payload schemas -------------------------------------------------------------------------
@@ -50,47 +86,178 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class SeedProfile(_Contract):
-    id: str
-    version: int
-    title: str
-    description: str
-    keywords: list[str]
-    fields: list[str]
-    owner_org: str
-    owner_type: OwnerType
-    prefecture: str
-    offers: list[CollaborationForm]
-    language: Language
-    status: ProfileStatus
-    created_at: datetime
-    updated_at: datetime
+# Fields added after a schema's first version default to None or [] (events written before lack
+# them); the registries' APIs always fill them for profiles registered through them.
+
+_PROFILE_EXAMPLE: dict[str, Any] = {
+    "version": 3, "external_id": None, "language": "ja", "summary_translated": None, "classification_codes": [],
+    "prefecture": "01", "office_id": "office-01", "status": "open", "expires_on": "2027-03-31",
+    "created_at": "2026-11-20T01:02:03Z", "updated_at": "2026-11-26T04:05:06Z",
+}
+SEED_PROFILE_EXAMPLE: dict[str, Any] = {
+    **_PROFILE_EXAMPLE, "id": "seed_0193a1b2c3d4e5f60718293a4b5c", "external_id": "HIT-2024-017",
+    "title": "排熱を電気に変える柔軟な熱電変換シート",
+    "summary": "80〜150℃の低温排熱から発電できる有機熱電シート。工場の配管に巻き付けて使える。",
+    "title_translated": "Flexible thermoelectric sheet that turns low-temperature waste heat into power",
+    "description": "導電性高分子と無機ナノ粒子を複合化した熱電材料を印刷でシート状に成形した。",
+    "keywords": ["熱電変換", "排熱回収"], "fields": ["energy", "materials"], "classification_codes": ["H10N 10/856"],
+    "owner_org": "北海道工業大学", "owner_type": "university", "ip_status": "patent_application",
+    "patent_numbers": ["特願2024-012345"], "offers": ["license", "joint_research"], "trl": 4,
+    "contact_name": "産学連携推進本部 山田 花子", "contact_email": "sangaku@example.ac.jp",
+}
+NEED_PROFILE_EXAMPLE: dict[str, Any] = {
+    **_PROFILE_EXAMPLE, "id": "need_0193a1b2c3d4e5f60718293a4b5d", "title": "工場の排熱を有効活用したい",
+    "summary": "鋳造工程で出る100℃前後の排熱を捨てている。設備を大きく変えずに電気や暖房に回したい。",
+    "title_translated": "Put our factory's waste heat to use",
+    "description": "鋳物工場の溶解炉や冷却工程から出る熱を、いまはそのまま外に捨てている。",
+    "keywords": ["排熱", "省エネ"], "fields": ["energy"], "company_name": None, "company_size": "sme",
+    "industry": "E", "wanted_forms": ["license", "joint_research"], "budget_min_jpy": 1_000_000,
+    "budget_max_jpy": 5_000_000, "timeline_months": 12, "confidentiality": "members", "redacted_summary": None,
+}
 
 
-class NeedProfile(_Contract):
-    id: str
-    version: int
-    title: str
-    description: str
-    keywords: list[str]
-    fields: list[str]
-    company_name: str | None  # None where the reader may not see it
-    company_size: CompanySize
-    prefecture: str
-    wanted_forms: list[CollaborationForm]
-    confidentiality: Confidentiality
-    language: Language
-    status: ProfileStatus
-    created_at: datetime
-    updated_at: datetime
+class _Profile(_Contract):
+    """What a seed and a need share."""
+
+    id: str = Field(description="The profile's id (time-ordered).", examples=["seed_0193a1b2c3d4e5f60718293a4b5c"])
+    version: int = Field(
+        description="Increases by one with every change; the ETag of the profile. An event with a lower "
+        "version than one already applied is stale.", examples=[3],
+    )
+    external_id: str | None = Field(None, description="The id in the owner's own catalogue, if any.",
+                                    examples=["HU-2024-017"])
+    language: Language = Field(description="The language title and summary are written in.")
+    title: str = Field(description="Title in ``language``.", examples=["排熱を電気に変える柔軟な熱電変換シート"])
+    summary: str | None = Field(None, description="Two to four sentences in ``language``.",
+                                examples=["工場配管に巻き付けて低温排熱から発電できる有機熱電シート。"])
+    title_translated: str | None = Field(None, description="The title in the other language.",
+                                         examples=["Flexible thermoelectric sheet that turns waste heat into power"])
+    summary_translated: str | None = Field(None, description="The summary in the other language.")
+    description: str = Field(description="The full text.")
+    keywords: list[str] = Field(description="Free keywords, in any language.", examples=[["熱電変換", "排熱回収"]])
+    fields: list[str] = Field(description="Technology field codes (shared.reference TECHNOLOGY_FIELDS).",
+                              examples=[["energy", "materials"]])
+    classification_codes: list[str] = Field(
+        default_factory=list, description="IPC/CPC codes, normalised ('H10N 10/856', 'G06N').",
+        examples=[["H10N 10/856"]],
+    )
+    prefecture: str = Field(description="JIS X 0401 code of the prefecture whose office owns the profile.",
+                            examples=["01"])
+    status: ProfileStatus = Field(description="Only open profiles are matched.")
+    expires_on: date | None = Field(
+        None, description="Last day (Japan time) the profile is matched; the next day it becomes expired.",
+        examples=["2027-03-31"],
+    )
+    created_at: datetime = Field(description="When the profile was registered (UTC).")
+    updated_at: datetime = Field(description="When the profile last changed (UTC).")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The regional support office that owns the profile (from its prefecture).", examples=["office-01"]
+    )
+    @property
+    def office_id(self) -> str:
+        return office_id_for(self.prefecture)
+
+
+class SeedProfile(_Profile):
+    """A technology seed as readers and events see it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SEED_PROFILE_EXAMPLE]})
+
+    owner_org: str = Field(description="The organisation offering the technology.", examples=["北海道工業大学"])
+    owner_type: OwnerType = Field(description="university, kosen, national_lab, public_research_institute, "
+                                  "company or tlo.")
+    ip_status: IpStatus | None = Field(None, description="The kind of IP behind the seed.")
+    patent_numbers: list[str] = Field(default_factory=list, description="Patent and application numbers.",
+                                      examples=[["特許第7123456号", "特願2023-123456"]])
+    offers: list[CollaborationForm] = Field(description="Collaboration forms on offer.")
+    trl: int | None = Field(None, ge=1, le=9, description="Technology readiness level 1..9.", examples=[4])
+    contact_name: str | None = Field(None, description="The responsible coordinator or office.",
+                                     examples=["産学連携本部 山田 花子"])
+    contact_email: str | None = Field(None, description="Where a company writes about the seed.",
+                                      examples=["sangaku@example.ac.jp"])
+
+
+class NeedProfile(_Profile):
+    """A company need as its reader may see it (see view rules in services/needs/domain.py)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [NEED_PROFILE_EXAMPLE]})
+
+    company_name: str | None = Field(
+        description="None where the reader may not see it (a members-level need read by a partner; "
+        "events of non-public needs).", examples=["札幌鋳造株式会社"],
+    )
+    company_size: CompanySize = Field(description="sme, large or venture.")
+    industry: IndustryCode | None = Field(None, description="JSIC major group letter A..T.", examples=["E"])
+    wanted_forms: list[CollaborationForm] = Field(description="Collaboration forms the company wants.")
+    budget_min_jpy: int | None = Field(None, description="Budget range, yen.", examples=[1_000_000])
+    budget_max_jpy: int | None = Field(None, description="Upper end of the budget range, yen.", examples=[5_000_000])
+    timeline_months: int | None = Field(None, description="Months the company gives the collaboration.",
+                                        examples=[12])
+    confidentiality: Confidentiality = Field(
+        description="public: anyone; members: offices and partners, company name hidden from partners; "
+        "confidential: only the owning office, admins and operators."
+    )
+    redacted_summary: str | None = Field(
+        None, description="For a confidential need: the office's summary revealing neither company nor "
+        "specifics; the only text of it that leaves the matcher.",
+    )
 
 
 class SeedCreated(_Contract):
     seed: SeedProfile
 
 
+class SeedUpdated(_Contract):
+    seed: SeedProfile
+    changed_fields: list[str] = Field(description="The profile fields this update changed.")
+
+
+class SeedStatusChanged(_Contract):
+    seed: SeedProfile
+    previous_status: ProfileStatus
+    reason: str | None = None
+
+
+class SeedWithdrawn(_Contract):
+    seed: SeedProfile
+    previous_status: ProfileStatus
+    reason: str | None = None
+
+
+class SeedExpired(_Contract):
+    """The seed's ``expires_on`` has passed: it is no longer matched; its office is reminded to renew it."""
+
+    seed: SeedProfile
+    previous_status: ProfileStatus
+
+
 class NeedCreated(_Contract):
     need: NeedProfile
+
+
+class NeedUpdated(_Contract):
+    need: NeedProfile
+    changed_fields: list[str] = Field(description="The profile fields this update changed.")
+
+
+class NeedStatusChanged(_Contract):
+    need: NeedProfile
+    previous_status: ProfileStatus
+    reason: str | None = None
+
+
+class NeedWithdrawn(_Contract):
+    need: NeedProfile
+    previous_status: ProfileStatus
+    reason: str | None = None
+
+
+class NeedExpired(_Contract):
+    """The need's ``expires_on`` has passed: it is no longer matched; its office is reminded to renew it."""
+
+    need: NeedProfile
+    previous_status: ProfileStatus
 
 
 class SeedSummary(_Contract):
@@ -165,18 +332,33 @@ class ApiKeyRevoked(_Contract):
 
 EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
     EventType.seed_created: SeedCreated,
+    EventType.seed_updated: SeedUpdated,
+    EventType.seed_status_changed: SeedStatusChanged,
+    EventType.seed_withdrawn: SeedWithdrawn,
+    EventType.seed_expired: SeedExpired,
     EventType.need_created: NeedCreated,
+    EventType.need_updated: NeedUpdated,
+    EventType.need_status_changed: NeedStatusChanged,
+    EventType.need_withdrawn: NeedWithdrawn,
+    EventType.need_expired: NeedExpired,
     EventType.pairings_proposed: PairingsProposed,
     EventType.api_key_issued: ApiKeyIssued,
     EventType.api_key_revoked: ApiKeyRevoked,
 }
 
 EVENT_TOPICS: dict[EventType, Topic] = {
-    EventType.seed_created: Topic.seeds,
-    EventType.need_created: Topic.needs,
+    **{t: Topic.seeds for t in EventType if t.value.startswith("jp.matchnet.seed.")},
+    **{t: Topic.needs for t in EventType if t.value.startswith("jp.matchnet.need.")},
     EventType.pairings_proposed: Topic.pairings,
     EventType.api_key_issued: Topic.api_keys,
     EventType.api_key_revoked: Topic.api_keys,
+}
+
+# (profile kind, action) -> its event type: "seed" / "need" is also the payload's field name.
+PROFILE_EVENTS: dict[tuple[str, ProfileAction], EventType] = {
+    (kind, action): EventType(f"jp.matchnet.{kind}.{action.value}.v1")
+    for kind in ("seed", "need")
+    for action in ProfileAction
 }
 
 

@@ -1,12 +1,24 @@
-"""Reference data every service shares: prefectures (JIS X 0401), regional blocks, offices, fields."""
+"""Reference data every service shares: prefectures (JIS X 0401), regional blocks, offices, technology
+fields, JSIC industries, and the closed vocabularies and validated types of profiles."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
+
+# Japan keeps no daylight saving time: a fixed offset is exact, and needs no tz database.
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def today_in_japan(now: datetime | None = None) -> date:
+    """The calendar date in Japan: expiry dates (``expires_on``) are Japanese dates."""
+    return (now or datetime.now(JST)).astimezone(JST).date()
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,41 @@ TECHNOLOGY_FIELDS: dict[str, TechnologyField] = {
 }
 
 
+@dataclass(frozen=True)
+class Industry:
+    code: str  # JSIC (日本標準産業分類) major group letter
+    name_ja: str
+    name_en: str
+
+
+# The 20 major groups of the Japan Standard Industrial Classification (Rev. 14).
+INDUSTRIES: dict[str, Industry] = {
+    i.code: i
+    for i in (
+        Industry("A", "農業，林業", "Agriculture and forestry"),
+        Industry("B", "漁業", "Fisheries"),
+        Industry("C", "鉱業，採石業，砂利採取業", "Mining and quarrying of stone and gravel"),
+        Industry("D", "建設業", "Construction"),
+        Industry("E", "製造業", "Manufacturing"),
+        Industry("F", "電気・ガス・熱供給・水道業", "Electricity, gas, heat supply and water"),
+        Industry("G", "情報通信業", "Information and communications"),
+        Industry("H", "運輸業，郵便業", "Transport and postal activities"),
+        Industry("I", "卸売業，小売業", "Wholesale and retail trade"),
+        Industry("J", "金融業，保険業", "Finance and insurance"),
+        Industry("K", "不動産業，物品賃貸業", "Real estate and goods rental and leasing"),
+        Industry("L", "学術研究，専門・技術サービス業", "Scientific research, professional and technical services"),
+        Industry("M", "宿泊業，飲食サービス業", "Accommodations, eating and drinking services"),
+        Industry("N", "生活関連サービス業，娯楽業", "Living-related and personal services and amusement services"),
+        Industry("O", "教育，学習支援業", "Education, learning support"),
+        Industry("P", "医療，福祉", "Medical, health care and welfare"),
+        Industry("Q", "複合サービス事業", "Compound services"),
+        Industry("R", "サービス業（他に分類されないもの）", "Services, not elsewhere classified"),
+        Industry("S", "公務（他に分類されるものを除く）", "Government, except elsewhere classified"),
+        Industry("T", "分類不能の産業", "Industries unable to classify"),
+    )
+}
+
+
 def office_id_for(prefecture_code: str) -> str:
     """Office ids are stable: ``office-<JIS code>``."""
     return f"office-{prefecture_code}"
@@ -142,10 +189,13 @@ def block_of(prefecture_code: str) -> str:
 
 
 OFFICE_IDS: frozenset[str] = frozenset(office_id_for(code) for code in PREFECTURES)
+PREFECTURE_OF_OFFICE: dict[str, str] = {office_id_for(code): code for code in PREFECTURES}
 
 
 # Closed vocabularies used by profiles and events (StrEnum values are the wire values).
 class OwnerType(StrEnum):
+    """Who offers a seed (public_research_institute: 公設試)."""
+
     university = "university"
     kosen = "kosen"
     national_lab = "national_lab"
@@ -155,6 +205,8 @@ class OwnerType(StrEnum):
 
 
 class CollaborationForm(StrEnum):
+    """How a seed's owner and a company may work together (research_use_free: free for research use)."""
+
     license = "license"
     assignment = "assignment"
     joint_research = "joint_research"
@@ -164,28 +216,74 @@ class CollaborationForm(StrEnum):
 
 
 class CompanySize(StrEnum):
+    """The size of the company behind a need."""
+
     sme = "sme"
     large = "large"
     venture = "venture"
 
 
 class Confidentiality(StrEnum):
+    """Who may see a need: public (anyone), members (offices and partners; company name hidden from
+    partners), confidential (the owning office, admins and operators)."""
+
     public = "public"
     members = "members"
     confidential = "confidential"
 
 
 class Language(StrEnum):
+    """The language a profile's title and summary are written in."""
+
     ja = "ja"
     en = "en"
 
 
 class ProfileStatus(StrEnum):
+    """A profile's life; only ``open`` profiles are matched. ``expired`` is set by the registry alone,
+    when ``expires_on`` has passed (shared.registry holds the legal transitions)."""
+
     draft = "draft"
     open = "open"
     paused = "paused"
     closed = "closed"
     withdrawn = "withdrawn"
+    expired = "expired"
+
+
+class IpStatus(StrEnum):
+    """The kind of IP behind a seed."""
+
+    granted_patent = "granted_patent"
+    patent_application = "patent_application"
+    know_how = "know_how"
+    software = "software"
+    none = "none"
+
+
+class IndustryCode(StrEnum):
+    """A JSIC major group letter (labels in INDUSTRIES)."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+    E = "E"
+    F = "F"
+    G = "G"
+    H = "H"
+    I = "I"  # noqa: E741
+    J = "J"
+    K = "K"
+    L = "L"
+    M = "M"
+    N = "N"
+    O = "O"  # noqa: E741
+    P = "P"
+    Q = "Q"
+    R = "R"
+    S = "S"
+    T = "T"
 
 
 def _known_prefecture(code: str) -> str:
@@ -206,8 +304,32 @@ def _known_block(code: str) -> str:
     return code
 
 
+# Section (A-H, or Y for CPC), class, subclass; then optionally main group / subgroup.
+_CLASSIFICATION = re.compile(r"^([A-HY][0-9]{2}[A-Z])(?: ?([0-9]{1,4})/([0-9]{2,6}))?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def _classification_code(code: str) -> str:
+    """IPC/CPC shape, normalised to ``H10N 10/856`` (full-width and case folded, one space)."""
+    folded = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", code).strip().upper())
+    match = _CLASSIFICATION.match(folded)
+    if match is None:
+        raise ValueError("not an IPC/CPC code: expected a subclass such as 'G06N' or a group such as 'H10N 10/856'")
+    subclass, group, subgroup = match.groups()
+    return subclass if group is None else f"{subclass} {group}/{subgroup}"
+
+
+def _email(address: str) -> str:
+    if not _EMAIL.match(address):
+        raise ValueError("not an e-mail address")
+    return address
+
+
 # Validated types for request models.
 PrefectureCode = Annotated[str, AfterValidator(_known_prefecture)]
 FieldCode = Annotated[str, AfterValidator(_known_field)]
 BlockCode = Annotated[str, AfterValidator(_known_block)]
-Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+ClassificationCode = Annotated[str, StringConstraints(max_length=40), AfterValidator(_classification_code)]
+PatentNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+EmailAddress = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]

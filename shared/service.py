@@ -21,6 +21,7 @@ from shared.events import Topic
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
 from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
+from shared.migrations import upgrade
 from shared.outbox import OutboxEvent, OutboxRelay
 from shared.settings import ServiceSettings
 from shared.telemetry import instrument_engine, instrument_fastapi, setup_telemetry, shutdown_telemetry
@@ -74,7 +75,6 @@ def create_service_app(
     settings: ServiceSettings,
     title: str,
     description: str,
-    tables: Sequence[type[SQLModel]],
     routers: Sequence[APIRouter],
     subscriptions: Callable[[Runtime], list[EventSubscription]] = lambda _: [],
     on_startup: Sequence[Hook] = (),
@@ -83,8 +83,9 @@ def create_service_app(
 ) -> FastAPI:
     """Build a service: its routes, health checks, problem errors, telemetry and event plumbing.
 
-    Start order: database tables, ``on_startup`` hooks (e.g. rebuild an index), outbox relay,
-    consumers, ``background`` tasks. Shutdown cancels them in reverse and flushes telemetry.
+    Start order: database migrations (to the newest revision), ``on_startup`` hooks (e.g. rebuild
+    an index), outbox relay, consumers, ``background`` tasks. Shutdown cancels them in reverse and
+    flushes telemetry.
 
     Every service but the key registry also keeps its replica of the API keys: loaded from the
     registry first thing at start, then fed by the key events and reloaded periodically.
@@ -97,9 +98,10 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url, [*COMMON_TABLES, *tables])
+        db = Database(settings.resolved_database_url)
         instrument_engine(db.engine)
-        await asyncio.to_thread(db.create_tables)
+        revision = await asyncio.to_thread(upgrade, name, settings.resolved_database_url)
+        log.info("%s: database at revision %s", name, revision)
         publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=f"matchnet-{name}")
         relay = OutboxRelay(db, publisher.send, poll_interval_s=settings.outbox_poll_interval_s)
         runtime = Runtime(settings=settings, db=db, publisher=publisher, relay=relay)

@@ -85,3 +85,9 @@ class ServiceSettings(BaseSettings):
     def owns_api_keys(self) -> bool:
         """Whether this service is the API-key registry (the others replicate it)."""
         return self.service_name == KEY_REGISTRY_SERVICE
+
+
+class RegistrySettings(ServiceSettings):
+    """What the seeds and needs registries add: how often the expiry sweep looks for expired profiles."""
+
+    expiry_sweep_interval_s: float = Field(60.0, gt=0)

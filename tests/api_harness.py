@@ -1,8 +1,8 @@
-"""A service's routes over a real SQLite database, without its lifespan (no broker, no consumers)."""
+"""A service's routes over a real, migrated database, without its lifespan (no broker, no consumers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 
 from shared.apikeys import apply_api_key_event, store_entries
 from shared.auth import Principal, Role, new_api_key
@@ -19,8 +19,9 @@ from shared.db import Database
 from shared.events import ApiKeyEntry, Envelope, Topic
 from shared.inbox import claim_event
 from shared.kafka import EventPublisher
+from shared.migrations import upgrade
 from shared.outbox import OutboxEvent, OutboxRelay
-from shared.service import COMMON_TABLES, Runtime
+from shared.service import Runtime
 from shared.settings import ServiceSettings
 
 ADMIN_KEY = "mn_admin_test"
@@ -49,12 +50,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @contextmanager
-def route_harness(
-    create_app: Callable[[Any], FastAPI], settings: ServiceSettings, tables: Sequence[type[SQLModel]]
-) -> Iterator[Api]:
+def route_harness(create_app: Callable[[Any], FastAPI], settings: ServiceSettings) -> Iterator[Api]:
     app = create_app(settings)
-    database = Database(settings.resolved_database_url, [*COMMON_TABLES, *tables])
-    database.create_tables()
+    upgrade(settings.service_name, settings.resolved_database_url)  # as the service does at start
+    database = Database(settings.resolved_database_url)
     publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id="test")
     # No lifespan: the routes need only the database; outbox rows stay in the database unpublished.
     app.state.runtime = Runtime(settings=settings, db=database, publisher=publisher,
@@ -69,13 +68,12 @@ def route_harness(
 def key_registry(tmp_path: Path) -> Iterator[Api]:
     """The service that owns the API keys (notifications), over its routes."""
     from services.notifications.app import create_app
-    from services.notifications.models import Delivery, DeliveryAttempt, Subscription
     from services.notifications.settings import NotificationsSettings
 
     settings = NotificationsSettings(
         database_url=f"sqlite:///{tmp_path / 'key-registry.db'}", bootstrap_admin_key=ADMIN_KEY
     )
-    with route_harness(create_app, settings, [Subscription, Delivery, DeliveryAttempt]) as api:
+    with route_harness(create_app, settings) as api:
         yield api
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from services.seeds.app import create_app as create_seeds_app
-from services.seeds.models import Seed
 from services.seeds.settings import SeedsSettings
 from shared import apikeys
 from shared.apikeys import ApiKeyReplica, RegistryUnavailable, load_api_keys, store_entries
@@ -39,7 +38,7 @@ def registry(tmp_path: Path) -> Iterator[Api]:
 @pytest.fixture
 def seeds(tmp_path: Path) -> Iterator[Api]:
     settings = SeedsSettings(database_url=f"sqlite:///{tmp_path / 'seeds.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_seeds_app, settings, [Seed]) as api:
+    with route_harness(create_seeds_app, settings) as api:
         yield api
 
 

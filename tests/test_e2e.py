@@ -209,3 +209,27 @@ def test_a_need_posted_while_the_broker_is_down_is_delivered_when_it_returns(
 
     delivery = wait_for(lambda: receiver.for_need(need_id), 60, "the delivery after the broker came back")
     assert delivery[0].event["data"]["pairings"][0]["need"]["id"] == need_id
+
+
+def test_a_seed_that_stops_being_open_leaves_the_matchers_index_and_returns_when_reopened(
+    network: LocalNetwork,
+) -> None:
+    seed_id = register_seed_and_wait_until_indexed(network)
+
+    def set_status(status: str, version: int) -> None:
+        with client(network, "seeds") as seeds:
+            response = seeds.post(f"/v1/seeds/{seed_id}/status", json={"status": status},
+                                  headers={"If-Match": f'"{version}"'})
+        assert response.status_code == 200, response.text
+
+    def indexed_seeds() -> int:
+        with client(network, "matcher") as matcher:
+            return int(matcher.get("/v1/index").json()["seeds"])
+
+    set_status("paused", 1)
+    wait_for(lambda: indexed_seeds() == 0, 10, "the paused seed to leave the index")
+    set_status("open", 2)
+    wait_for(lambda: indexed_seeds() == 1, 10, "the reopened seed back in the index")
+    with client(network, "seeds") as seeds:
+        assert seeds.delete(f"/v1/seeds/{seed_id}", headers={"If-Match": '"3"'}).status_code == 200
+    wait_for(lambda: indexed_seeds() == 0, 10, "the withdrawn seed to leave the index")

@@ -47,6 +47,7 @@ from shared.events import (
     NeedCreated,
     NeedProfile,
     NeedSummary,
+    NeedWithdrawn,
     Pairing,
     PairingsProposed,
     SeedCreated,
@@ -404,6 +405,14 @@ def test_seed_created_line() -> None:
     )
     line = describe_event(Envelope.wrap(EventType.seed_created, "/matchnet/seeds", seed.id, SeedCreated(seed=seed)))
     assert "seed.created" in line and "熱電変換モジュール" in line and "(office-04)" in line
+
+
+def test_a_change_line_shows_the_new_version_and_status_and_still_hides_a_confidential_title() -> None:
+    need = _need("confidential").model_copy(update={"version": 3, "status": "withdrawn"})
+    line = describe_event(Envelope.wrap(
+        EventType.need_withdrawn, "/matchnet/needs", need.id, NeedWithdrawn(need=need, previous_status="open")
+    ))
+    assert "need.withdrawn" in line and "v3 withdrawn" in line and "(confidential)" in line and "排熱" not in line
 
 
 def test_pairings_line_counts_candidates_and_names_the_top_one() -> None:

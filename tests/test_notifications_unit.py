@@ -360,7 +360,7 @@ def _api(tmp_path: Path, *, dev_mode: bool = True) -> Iterator[Api]:
     settings = NotificationsSettings(
         database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, dev_mode=dev_mode
     )
-    with route_harness(create_app, settings, NOTIFICATION_TABLES) as api:
+    with route_harness(create_app, settings) as api:
         yield api
 
 

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from services.needs.app import create_app as create_needs_app
-from services.needs.models import Need
-from services.needs.settings import NeedsSettings
-from services.seeds.app import create_app as create_seeds_app
-from services.seeds.models import Seed
-from services.seeds.settings import SeedsSettings
 from shared.auth import Role
 from shared.outbox import OutboxEvent
-from tests.api_harness import ADMIN, ADMIN_KEY, Api, deliver_key_events, key_registry, route_harness
+from tests.api_harness import ADMIN, Api, deliver_key_events, key_registry
 from tests.factories import NEED_BODY, SEED_BODY
 
-
-@pytest.fixture
-def seeds(tmp_path: Path) -> Iterator[Api]:
-    settings = SeedsSettings(database_url=f"sqlite:///{tmp_path / 'seeds.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_seeds_app, settings, [Seed]) as api:
-        yield api
-
-
-@pytest.fixture
-def needs(tmp_path: Path) -> Iterator[Api]:
-    settings = NeedsSettings(database_url=f"sqlite:///{tmp_path / 'needs.db'}", bootstrap_admin_key=ADMIN_KEY)
-    with route_harness(create_needs_app, settings, [Need]) as api:
-        yield api
+# The seeds and needs fixtures (tests/conftest.py) run each test on SQLite and on PostgreSQL.
 
 
 def outbox_events(api: Api) -> list[dict]:
@@ -184,3 +165,9 @@ def test_an_admin_mints_office_keys_that_every_service_accepts(tmp_path: Path, s
             "/v1/api-keys", headers=ADMIN, json={"role": "office", "office_id": "office-99"}
         )
         assert unknown.status_code == 422
+
+
+def test_the_seeds_and_needs_of_one_test_have_databases_of_their_own(seeds: Api, needs: Api) -> None:
+    assert seeds.db.url != needs.db.url
+    assert seeds.client.post("/v1/seeds", headers=ADMIN, json=SEED_BODY).status_code == 201
+    assert needs.client.post("/v1/needs", headers=ADMIN, json=NEED_BODY).status_code == 201

@@ -10,7 +10,6 @@ from shared.service import EventSubscription, Runtime, create_service_app
 from .api import router
 from .domain import ProfileIndex
 from .events import make_handler, rebuild_index
-from .models import PairingRecord
 from .settings import MatcherSettings
 
 CONSUMER_GROUP = "matchnet-matcher"
@@ -32,7 +31,6 @@ def create_app(settings: MatcherSettings | None = None) -> FastAPI:
         settings=settings,
         title="matchnet matcher",
         description="Ranks open seeds against open needs and publishes each regional office's pairings.",
-        tables=[PairingRecord],
         routers=[router],
         subscriptions=subscriptions,
         on_startup=[rebuild],

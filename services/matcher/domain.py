@@ -195,11 +195,11 @@ def seed_summary(seed: SeedProfile) -> SeedSummary:
 
 
 def need_summary(need: NeedProfile) -> NeedSummary:
-    """What may leave the matcher about a need: a confidential need's text never does."""
+    """What may leave the matcher about a need: of a confidential need only its office's redacted summary."""
     title = need.title
     if need.confidentiality == Confidentiality.confidential:
         fields = ", ".join(need.fields) or "-"
-        title = f"非公開のニーズ / confidential need (fields: {fields})"
+        title = need.redacted_summary or f"非公開のニーズ / confidential need (fields: {fields})"
     return NeedSummary(
         id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
         company_size=need.company_size, confidentiality=need.confidentiality, fields=need.fields,

@@ -17,10 +17,18 @@ from shared.events import (
     Envelope,
     EventType,
     NeedCreated,
+    NeedExpired,
     NeedProfile,
+    NeedStatusChanged,
+    NeedUpdated,
+    NeedWithdrawn,
     PairingsProposed,
     SeedCreated,
+    SeedExpired,
     SeedProfile,
+    SeedStatusChanged,
+    SeedUpdated,
+    SeedWithdrawn,
 )
 from shared.kafka import EventHandler
 from shared.outbox import record_event
@@ -32,6 +40,9 @@ from .settings import MatcherSettings
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 EVENT_SOURCE = "/matchnet/matcher"
+# A profile changed after its creation: re-index it (the index drops one that is no longer open).
+SEED_CHANGES = (SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
+NEED_CHANGES = (NeedUpdated, NeedStatusChanged, NeedWithdrawn, NeedExpired)
 
 
 def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler:
@@ -39,6 +50,12 @@ def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler
 
     def handle(session: Session, envelope: Envelope) -> None:
         payload = envelope.payload()
+        if isinstance(payload, SEED_CHANGES):
+            index.upsert(payload.seed)
+            return
+        if isinstance(payload, NEED_CHANGES):
+            index.upsert(payload.need)
+            return
         with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": envelope.subject}) as span:
             if isinstance(payload, SeedCreated):
                 index.upsert(payload.seed)

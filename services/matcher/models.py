@@ -18,3 +18,7 @@ class PairingRecord(SQLModel, table=True):
     score: float
     pairing: dict = Field(sa_column=Column(JSON, nullable=False))  # shared.events.Pairing as JSON
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+# The service's own tables (besides shared.service.COMMON_TABLES); its migrations create them.
+TABLES: list[type[SQLModel]] = [PairingRecord]

@@ -1,35 +1,19 @@
-"""Need rules: who may register and read what. No HTTP, no Kafka."""
+"""Need rules: who sees which need and which of its fields, what its events carry. No HTTP, no Kafka."""
 
 from __future__ import annotations
 
-from shared.auth import Principal, Role
-from shared.events import Envelope, EventType, NeedCreated, NeedProfile
-from shared.ids import new_id
-from shared.reference import Confidentiality, office_id_for
-from shared.registry import now_utc
+from typing import Any
 
-from .models import Need, NeedCreate
+from sqlmodel import and_, col, or_
+
+from shared.auth import Principal, Role
+from shared.events import NeedProfile
+from shared.reference import Confidentiality, ProfileStatus
+from shared.registry import Registry, own_prefecture, owns, sees_everything
+
+from .models import Need, NeedFields, NeedTerm
 
 EVENT_SOURCE = "/matchnet/needs"
-
-
-def new_need(data: NeedCreate) -> Need:
-    now = now_utc()
-    return Need(
-        id=new_id("need"),
-        title=data.title,
-        description=data.description,
-        keywords=list(dict.fromkeys(data.keywords)),
-        fields=list(dict.fromkeys(data.fields)),
-        company_name=data.company_name,
-        company_size=data.company_size.value,
-        prefecture=data.prefecture,
-        wanted_forms=[f.value for f in dict.fromkeys(data.wanted_forms)],
-        confidentiality=data.confidentiality.value,
-        language=data.language.value,
-        created_at=now,
-        updated_at=now,
-    )
 
 
 def full_profile(need: Need) -> NeedProfile:
@@ -40,13 +24,11 @@ def view_for(principal: Principal, need: Need) -> NeedProfile | None:
     """What ``principal`` may see of ``need``: the profile, one with hidden fields, or nothing.
 
     Admins, operators and the need's own office see everything. Other offices and partners never
-    see a confidential need; partners do not see the company name of a members-level need.
+    see a confidential need or a draft; partners do not see the company name of a members-level need.
     """
-    if principal.role in (Role.admin, Role.operator):
+    if sees_everything(principal) or owns(principal, need.prefecture):
         return full_profile(need)
-    if principal.role == Role.office and principal.office_id == office_id_for(need.prefecture):
-        return full_profile(need)
-    if need.confidentiality == Confidentiality.confidential.value:
+    if need.confidentiality == Confidentiality.confidential.value or need.status == ProfileStatus.draft.value:
         return None
     profile = full_profile(need)
     if principal.role == Role.partner and need.confidentiality == Confidentiality.members.value:
@@ -54,6 +36,39 @@ def view_for(principal: Principal, need: Need) -> NeedProfile | None:
     return profile
 
 
-def need_created_event(need: Need) -> Envelope:
-    # Internal topic: the matcher ranks on the full text and never republishes confidential text.
-    return Envelope.wrap(EventType.need_created, EVENT_SOURCE, need.id, NeedCreated(need=full_profile(need)))
+def visibility(principal: Principal) -> list[Any]:
+    """``view_for`` as SQL conditions: which rows a reader may reach at all."""
+    if sees_everything(principal):
+        return []
+    shared_with_network = and_(
+        col(Need.confidentiality) != Confidentiality.confidential.value,
+        col(Need.status) != ProfileStatus.draft.value,
+    )
+    own = own_prefecture(principal)
+    return [or_(shared_with_network, col(Need.prefecture) == own) if own else shared_with_network]
+
+
+def event_profile(need: Need) -> NeedProfile:
+    """The need as events carry it: full text (the matcher ranks on it), the company name only when public.
+
+    See shared/events.py: the needs topic is internal, and only a redacted summary of a
+    confidential need leaves the matcher.
+    """
+    profile = full_profile(need)
+    if need.confidentiality != Confidentiality.public.value:
+        profile.company_name = None
+    return profile
+
+
+NEEDS: Registry[Need] = Registry(
+    kind="need",
+    route="/v1/needs",
+    row=Need,
+    term=NeedTerm,
+    fields_model=NeedFields,
+    forms_field="wanted_forms",
+    event_source=EVENT_SOURCE,
+    view=view_for,
+    visibility=visibility,
+    event_profile=event_profile,
+)

@@ -10,7 +10,6 @@ from shared.service import EventSubscription, Runtime, create_service_app
 from .api import api_keys_router, deliveries_router, subscriptions_router
 from .delivery import DeliveryWorker
 from .events import CONSUMER_GROUP, pairings_handler
-from .models import Delivery, DeliveryAttempt, Subscription
 from .settings import NotificationsSettings
 
 WORKER = "delivery_worker"  # key in Runtime.extras
@@ -40,7 +39,6 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         description="Signed webhooks (Standard Webhooks, CloudEvents JSON) of proposed pairings "
         "to regional offices and partner portals, with retries and a delivery log; and the network's "
         "API-key registry (issue, list, revoke), which every other service replicates.",
-        tables=[Subscription, Delivery, DeliveryAttempt],
         routers=[subscriptions_router, deliveries_router, api_keys_router],
         subscriptions=consumers,
         on_startup=[install_worker],

@@ -210,3 +210,7 @@ class ApiKeyWithSecret(ApiKeyPublic):
     """The issue response: the only time the key is shown (it is stored only as a hash)."""
 
     api_key: str = PydanticField(description="send as 'Authorization: Bearer <api_key>'")
+
+
+# The service's own tables (besides shared.service.COMMON_TABLES); its migrations create them.
+TABLES: list[type[SQLModel]] = [Subscription, Delivery, DeliveryAttempt]

@@ -1,0 +1,1 @@
+"""The matcher service's schema history (Alembic revisions; see shared/migrations.py)."""

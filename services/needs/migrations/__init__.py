@@ -1,0 +1,1 @@
+"""The needs service's schema history (Alembic revisions; see shared/migrations.py)."""

@@ -1,0 +1,24 @@
+"""Stored, hashed API keys: the `api_key` table (the registry in notifications, a replica elsewhere).
+
+Revision ID: needs_0003
+Revises: needs_0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from shared.migrations import create_api_key_table
+
+revision = "needs_0003"
+down_revision = "needs_0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_api_key_table()
+
+
+def downgrade() -> None:
+    op.drop_table("api_key")

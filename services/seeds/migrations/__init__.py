@@ -1,0 +1,1 @@
+"""The seeds service's schema history (Alembic revisions; see shared/migrations.py)."""
