@@ -25,7 +25,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 SHIFT_JIS_CODEC = "cp932"
 LIST_SEPARATOR = ";"
 MAX_IMPORT_ROWS = 10_000
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 class ImportFormat(StrEnum):

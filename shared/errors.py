@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://matchnet.example.jp/problems/"
 MAX_BODY_BYTES = 1_048_576
+# Catalogue imports (``…:import``) carry whole files.
+MAX_IMPORT_BODY_BYTES = 20 * 1_048_576
 
 
 class Problem(Exception):
@@ -136,9 +138,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = MAX_IMPORT_BODY_BYTES if str(scope.get("path", "")).endswith(":import") else self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         seen = 0
 
@@ -147,15 +150,15 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise Problem(413, "Payload too large", f"request bodies are limited to {self.max_bytes} bytes")
+                if seen > limit:
+                    raise Problem(413, "Payload too large", f"request bodies are limited to {limit} bytes")
             return message
 
         await self.app(scope, counting_receive, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
-            413, "Payload too large", f"request bodies are limited to {self.max_bytes} bytes",
+            413, "Payload too large", f"request bodies are limited to {limit} bytes",
             instance=scope.get("path"),
         )
         await response(scope, receive, send)

@@ -1,0 +1,175 @@
+"""``POST /v1/seeds:import`` and ``/v1/needs:import``: a catalogue file into a registry, row by row.
+
+Every row is validated as a create would be; the valid rows are imported, each invalid one is
+reported with its row number, field and message, and never half-imported. A row with an
+``external_id`` already known for the same owner (a seed's ``owner_org``, a need's
+``company_name``) updates that profile instead of adding a second one: a re-import of the same
+file changes nothing, and an edited file changes only what was edited (one ``updated`` event and
+audit record per changed profile). Statuses are not changed by a re-import: they have their own
+transitions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from shared.audit import record_audit
+from shared.auth import Principal, Role, require_role
+from shared.bulk_import import (
+    LIST_SEPARATOR,
+    ImportFileError,
+    ImportReport,
+    RowError,
+    cell_shapes,
+    charset_of,
+    decode_text,
+    format_for,
+    read_rows,
+    validate_rows,
+)
+from shared.db import Database
+from shared.errors import Problem
+from shared.events import ProfileAction
+from shared.ids import new_id
+from shared.reference import ProfileStatus, office_id_for
+from shared.registry import (
+    SEARCHED_FIELDS,
+    Registry,
+    RowT,
+    _emit,
+    column_values,
+    index_terms,
+    now_utc,
+)
+
+ROWS_PER_TRANSACTION = 100
+IMPORT_DESCRIPTION = (
+    "CSV (UTF-8 with or without BOM, or Shift_JIS; a header row naming the fields; lists separated "
+    "by ';') or JSON Lines (one profile per line), as `text/csv` or `application/x-ndjson`. Every "
+    "row is validated as on create; valid rows are imported, invalid ones reported by row number "
+    "(CSV: the spreadsheet row, header = 1; JSON Lines: the line) and field. A row whose "
+    "`external_id` is already known for the same owner updates that profile. Admins import for any "
+    "prefecture, an office for its own."
+)
+
+
+def import_openapi(example: dict[str, Any]) -> dict[str, Any]:
+    """The request body of an import route, as OpenAPI shows it (the route reads the raw body)."""
+    cells = {name: LIST_SEPARATOR.join(value) if isinstance(value, list) else value for name, value in example.items()}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(cells), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(cells)
+    return {"requestBody": {"required": True, "description": IMPORT_DESCRIPTION, "content": {
+        "text/csv": {"schema": {"type": "string"}, "example": buffer.getvalue()},
+        "application/x-ndjson": {"schema": {"type": "string"},
+                                 "example": json.dumps(example, ensure_ascii=False) + "\n"},
+    }}}
+
+
+class ImportResult(BaseModel):
+    """What an import did; ``errors`` lists every rejected row's problems."""
+
+    received: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[dict[str, Any]]
+
+
+def import_profiles(
+    db: Database,
+    registry: Registry[RowT],
+    create_model: type[BaseModel],
+    principal: Principal,
+    data: bytes,
+    content_type: str | None,
+) -> ImportResult:
+    require_role(principal, Role.admin, Role.office)
+    try:
+        file_format = format_for(content_type)
+    except ImportFileError as error:
+        raise Problem(415, "Unsupported media type", str(error), kind="unsupported-media-type") from None
+    try:
+        text = decode_text(data, charset_of(content_type))
+        list_fields, int_fields = cell_shapes(create_model)
+        rows, unreadable = read_rows(text, file_format, list_fields, int_fields)
+    except ImportFileError as error:
+        raise Problem(400, "Unreadable file", str(error), kind="unreadable-file") from None
+    valid, invalid = validate_rows(rows, create_model)
+    report = ImportReport(received=len(rows) + len(unreadable), errors=[*unreadable, *invalid])
+    for start in range(0, len(valid), ROWS_PER_TRANSACTION):
+        with db.session() as session:
+            for number, profile in valid[start:start + ROWS_PER_TRANSACTION]:
+                _import_row(session, registry, principal, number, profile, report)
+    report.errors.sort(key=lambda error: (error.row, error.field))
+    return ImportResult(**report.as_dict())
+
+
+def _owner_field(registry: Registry[Any]) -> str:
+    return "owner_org" if registry.kind == "seed" else "company_name"
+
+
+def _import_row(
+    session: Session, registry: Registry[RowT], principal: Principal, number: int, profile: BaseModel,
+    report: ImportReport,
+) -> None:
+    values = column_values(profile)
+    if principal.role != Role.admin and principal.office_id != office_id_for(values["prefecture"]):
+        report.errors.append(RowError(number, "prefecture", f"an office imports only the {registry.kind}s of "
+                                      "its own prefecture"))
+        return
+    existing = _existing(session, registry, values)
+    if existing is None:
+        now = now_utc()
+        row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now, **values)
+        session.add(row)
+        index_terms(session, registry, row)
+        _emit(session, registry, row, ProfileAction.created, {})
+        record_audit(session, principal, ProfileAction.created, registry.kind, row.id, None, 1,
+                     {"status": row.status, "import_row": number})
+        report.created += 1
+        return
+    if principal.role != Role.admin and principal.office_id != office_id_for(existing.prefecture):
+        report.errors.append(RowError(number, "external_id", f"names a {registry.kind} of another office"))
+        return
+    if existing.status == ProfileStatus.withdrawn.value:
+        report.errors.append(RowError(number, "external_id", f"names a withdrawn {registry.kind}: withdrawal "
+                                      "is final, import it with a new external_id"))
+        return
+    editable = set(registry.fields_model.model_fields)
+    changed = [name for name in sorted(editable) if values[name] != getattr(existing, name)]
+    if not changed:
+        report.unchanged += 1
+        return
+    version_before = existing.version
+    for name in changed:
+        setattr(existing, name, values[name])
+    existing.version += 1
+    existing.updated_at = now_utc()
+    session.add(existing)
+    if set(changed) & {*SEARCHED_FIELDS, "fields", registry.forms_field}:
+        index_terms(session, registry, existing)
+    _emit(session, registry, existing, ProfileAction.updated, {"changed_fields": changed})
+    record_audit(session, principal, ProfileAction.updated, registry.kind, existing.id, version_before,
+                 existing.version, {"changed_fields": changed, "import_row": number})
+    report.updated += 1
+
+
+def _existing(session: Session, registry: Registry[RowT], values: dict[str, Any]) -> RowT | None:
+    if not values.get("external_id"):
+        return None
+    owner = _owner_field(registry)
+    table = registry.row
+    statement = select(table).where(
+        col(table.external_id) == values["external_id"],
+        col(getattr(table, owner)) == values[owner],
+    ).order_by(col(table.created_at)).limit(1)
+    return session.exec(statement).first()
