@@ -24,7 +24,7 @@ from matchnet.cli import (
     postgres_urls,
     short_event_type,
 )
-from matchnet.demo import demo_needs, demo_seeds, idempotency_key_for, load_demo
+from matchnet.demo import DemoLoadError, demo_needs, demo_seeds, load_demo
 from matchnet.network import (
     ADMIN_KEY_PREFIX,
     SERVICES,
@@ -450,47 +450,61 @@ def test_key_event_lines_name_the_key_and_its_scope_never_its_hash() -> None:
 
 def test_demo_seeds_are_valid_seed_requests() -> None:
     seeds = [SeedCreate.model_validate(item) for item in demo_seeds()]
-    assert 14 <= len(seeds) <= 20
+    assert len(seeds) >= 300
     assert {seed.language.value for seed in seeds} == {"ja", "en"}
+    assert len({seed.external_id for seed in seeds}) == len(seeds)
 
 
 def test_demo_needs_are_valid_need_requests() -> None:
     needs = [NeedCreate.model_validate(item) for item in demo_needs()]
-    assert 8 <= len(needs) <= 12
+    assert len(needs) >= 150
     assert sum(need.confidentiality.value == "confidential" for need in needs) >= 1
-    assert any(need.title == "工場の排熱を有効活用したい" for need in needs)
+    assert len({need.external_id for need in needs}) == len(needs)
 
 
 def test_demo_covers_many_prefectures_and_fields() -> None:
     items = demo_seeds() + demo_needs()
-    assert len({item["prefecture"] for item in items}) >= 8
+    assert len({item["prefecture"] for item in items}) >= 30
     fields = {code for item in items for code in item["fields"]}
-    assert fields <= set(TECHNOLOGY_FIELDS) and len(fields) >= 8
+    assert fields == set(TECHNOLOGY_FIELDS)
 
 
 def test_demo_pairs_business_words_with_technical_words() -> None:
     seed_titles = " ".join(seed["title"] for seed in demo_seeds())
-    assert "熱電変換" in seed_titles
+    assert "熱電" in seed_titles
     english_seeds = [seed for seed in demo_seeds() if seed["language"] == "en"]
     assert english_seeds and any(need["language"] == "ja" for need in demo_needs())
 
 
-async def test_load_demo_posts_seeds_before_needs_with_stable_idempotency_keys() -> None:
-    seen: list[tuple[str, str, str]] = []
+async def test_load_demo_imports_seeds_before_needs_in_batches_and_counts_what_existed() -> None:
+    seen: list[tuple[str, str, int]] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        seen.append((request.url.path, request.headers["authorization"], request.headers["idempotency-key"]))
-        replayed = {"Idempotent-Replayed": "true"} if body["prefecture"] == "01" else {}
-        return httpx.Response(201, json={"id": "x"}, headers=replayed)
+        rows = [json.loads(line) for line in request.content.decode().splitlines()]
+        seen.append((request.url.path, request.headers["authorization"], len(rows)))
+        existing = sum(row["prefecture"] == "01" for row in rows)
+        return httpx.Response(200, json={"received": len(rows), "created": len(rows) - existing, "updated": 0,
+                                         "unchanged": existing, "rejected": 0, "errors": []})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
         result = await load_demo("http://seeds", "http://needs/", "k", client=client)
 
+    seed_batches = [n for path, _, n in seen if path == "/v1/seeds:import"]
+    need_batches = len(seen) - len(seed_batches)
     paths = [path for path, _, _ in seen]
-    assert paths == ["/v1/seeds"] * len(demo_seeds()) + ["/v1/needs"] * len(demo_needs())
+    assert paths == ["/v1/seeds:import"] * len(seed_batches) + ["/v1/needs:import"] * need_batches
+    assert sum(seed_batches) == len(demo_seeds()) and max(seed_batches) <= 100
     assert {auth for _, auth, _ in seen} == {"Bearer k"}
-    assert seen[0][2] == idempotency_key_for(demo_seeds()[0])
     assert result.seeds_existing == sum(seed["prefecture"] == "01" for seed in demo_seeds())
     assert result.seeds_created + result.seeds_existing == len(demo_seeds())
     assert result.needs_created + result.needs_existing == len(demo_needs())
+
+
+async def test_load_demo_stops_at_a_refused_row_naming_it() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"received": 1, "created": 0, "updated": 0, "unchanged": 0, "rejected": 1,
+                                         "errors": [{"row": 3, "field": "trl", "message": "too big"}]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(DemoLoadError, match="row 3 refused: trl"):
+            await load_demo("http://seeds", "http://needs", "k", client=client)
