@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
 
+from matchnet.cli import build_parser
+from matchnet.importer import cmd_import
 from services.needs.models import NEED_EXAMPLE
 from services.seeds.models import SEED_EXAMPLE
 from shared.auth import Role
 from shared.outbox import OutboxEvent
-from tests.api_harness import ADMIN, Api
+from tests.api_harness import ADMIN, ADMIN_KEY, Api
 
 CSV_TYPE = {"Content-Type": "text/csv"}
 JSONL_TYPE = {"Content-Type": "application/x-ndjson"}
@@ -158,3 +161,17 @@ def test_an_import_may_be_larger_than_an_ordinary_request_but_not_unbounded(seed
     assert too_big.status_code == 413
     ordinary = seeds.client.post("/v1/seeds", content=body, headers={**ADMIN, "Content-Type": "application/json"})
     assert ordinary.status_code == 413
+
+
+def test_the_cli_imports_a_shift_jis_file_into_the_registry_and_reports_file_rows(
+    seeds: Api, tmp_path: Path
+) -> None:
+    path = tmp_path / "catalogue.csv"
+    path.write_bytes(as_csv([seed_row(1), seed_row(2, trl=0), seed_row(3)]).encode("cp932"))
+    args = build_parser().parse_args(["import", "seeds", str(path), "--api-key", ADMIN_KEY, "--url",
+                                      "http://testserver", "--batch-rows", "2"])
+    out = io.StringIO()
+    assert cmd_import(args, out=out, transport=seeds.client._transport) == 1  # one row rejected
+    assert "rows: 3  created: 2" in out.getvalue() and "row 3: trl:" in out.getvalue()
+    assert cmd_import(args, out=(again := io.StringIO()), transport=seeds.client._transport) == 1
+    assert "created: 0  updated: 0  unchanged: 2" in again.getvalue()
