@@ -16,7 +16,7 @@ import io
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from shared.audit import record_audit
@@ -76,12 +76,21 @@ def import_openapi(example: dict[str, Any]) -> dict[str, Any]:
 class ImportResult(BaseModel):
     """What an import did; ``errors`` lists every rejected row's problems."""
 
-    received: int
-    created: int
-    updated: int
-    unchanged: int
-    rejected: int
-    errors: list[dict[str, Any]]
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "received": 3, "created": 1, "updated": 1, "unchanged": 0, "rejected": 1,
+        "errors": [{"row": 4, "field": "trl", "message": "Input should be less than or equal to 9"}],
+    }]})
+
+    received: int = Field(description="Rows in the file (blank lines not counted).", examples=[3])
+    created: int = Field(description="New profiles.", examples=[1])
+    updated: int = Field(description="Profiles changed through their external_id (one event each).", examples=[1])
+    unchanged: int = Field(description="Rows equal to the profile their external_id names.", examples=[0])
+    rejected: int = Field(description="Rows not imported; each is in errors.", examples=[1])
+    errors: list[dict[str, Any]] = Field(
+        description="One entry per problem: row (CSV: spreadsheet row, header = 1; JSON Lines: line), "
+        "field, message.",
+        examples=[[{"row": 4, "field": "trl", "message": "Input should be less than or equal to 9"}]],
+    )
 
 
 def import_profiles(

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from matchnet.cli import build_parser
@@ -74,6 +75,18 @@ def test_a_utf8_csv_with_bom_imports_the_valid_rows_and_reports_each_invalid_one
     assert sorted(item["external_id"] for item in listed) == ["HIT-001", "HIT-005"]
     assert listed[0]["keywords"] == SEED_EXAMPLE["keywords"] and listed[0]["trl"] == 4
     assert events(seeds).count("jp.matchnet.seed.created.v1") == 2
+
+
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode("utf-8"),
+    lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"),
+    lambda text: text.encode("cp932"),
+], ids=["utf-8", "utf-8-bom", "shift_jis"])
+def test_mixed_valid_and_invalid_rows_in_each_encoding(seeds: Api, encode: Any) -> None:
+    result = imported(seeds, "/v1/seeds:import", encode(as_csv(MIXED_ROWS)), CSV_TYPE)
+    assert (result["created"], result["rejected"]) == (2, 3)
+    titles = {item["title"] for item in seeds.client.get("/v1/seeds", headers=ADMIN).json()["items"]}
+    assert titles == {"熱電変換シート その1", "熱電変換シート その5"}
 
 
 def test_a_shift_jis_csv_reads_as_japanese_and_a_named_charset_is_honoured(seeds: Api) -> None:
