@@ -8,12 +8,11 @@ carry the whole current profile with its ``version``, so a consumer never calls 
 case and can drop an event older than what it holds. What "the whole profile" means:
 
 - a seed has nothing confidential: the event carries the profile as every reader sees it;
-- a need's event carries the profile as the network may show it to any member, plus what the
-  matcher needs to rank it: the full title, summary and description even of a ``confidential``
-  need (the matcher must match it on its text), but the company name only of a ``public`` need
-  (no consumer needs it, and a members-level name is hidden from partners). The needs topic is
-  internal: the matcher ranks on the full text and lets only the redacted summary (or a neutral
-  placeholder) of a confidential need leave it (services/matcher/domain.py ``need_summary``).
+- a need's event is public-safe: the company name only of a ``public`` need (a members-level name
+  is hidden from partners), and for a ``confidential`` need the office's redacted summary in place
+  of its title, summary and description (``text_redacted``). That is the uncommon case in which a
+  consumer calls back: the matcher, which must rank a confidential need on its full text, fetches
+  it from the needs service with its own key, and lets only the redacted summary leave it.
 
 Schemas evolve by adding optional fields within a version (``.v1`` consumers ignore what they do
 not know); a field that changes meaning is a new version.
@@ -201,6 +200,11 @@ class NeedProfile(_Profile):
     redacted_summary: str | None = Field(
         None, description="For a confidential need: the office's summary revealing neither company nor "
         "specifics; the only text of it that leaves the matcher.",
+    )
+    text_redacted: bool = Field(
+        False, description="True in events of a confidential need: title, summary and description carry "
+        "the redacted summary, keywords and translations are empty. A reader allowed the text (the "
+        "matcher) fetches it from the needs service.",
     )
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import BaseModel
 
 from services.matcher.domain import ProfileIndex, need_summary
 from services.matcher.events import make_handler
+from services.matcher.registry_client import NeedTextSource, NeedTextUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.db import Database
 from shared.events import (
@@ -18,6 +20,7 @@ from shared.events import (
     Envelope,
     NeedCreated,
     NeedExpired,
+    NeedProfile,
     NeedStatusChanged,
     NeedUpdated,
     NeedWithdrawn,
@@ -29,12 +32,15 @@ from shared.events import (
     SeedWithdrawn,
 )
 from shared.kafka import EventHandler
+from shared.migrations import upgrade
 from tests.factories import need_profile, seed_profile
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'matcher.db'}")
+    url = f"sqlite:///{tmp_path / 'matcher.db'}"
+    upgrade("matcher", url)  # the matcher's tables, as at its start
+    database = Database(url)
     yield database
     database.dispose()
 
@@ -102,3 +108,41 @@ def test_only_the_redacted_summary_of_a_confidential_need_leaves_the_matcher() -
     summary = need_summary(need)
     assert summary.title == "関東の製造業者が排熱の活用技術を探している。"
     assert "極秘" not in summary.model_dump_json()
+
+
+def redacted_event_of(need: NeedProfile) -> NeedProfile:
+    summary = need.redacted_summary or ""
+    return need.model_copy(update={"title": summary, "summary": summary, "description": summary, "keywords": [],
+                                   "text_redacted": True})
+
+
+def test_a_confidential_need_is_ranked_on_its_full_text_read_from_the_needs_service(db: Database) -> None:
+    full = need_profile("need_9", confidentiality="confidential", title="極秘の熱電変換の用途開発",
+                        description="鋳造の排熱を熱電変換で電気にしたい",
+                        redacted_summary="製造業者が排熱の活用を探している。")
+    asked: list[str] = []
+
+    def needs_service(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.url.path} {request.headers['authorization']}")
+        return httpx.Response(200, json=full.model_dump(mode="json"))
+
+    settings = MatcherSettings(bootstrap_admin_key="mn_admin_test")
+    index = ProfileIndex()
+    handle = make_handler(index, settings, NeedTextSource(settings, transport=httpx.MockTransport(needs_service)))
+    apply(handle, db, "seed", ProfileAction.created, SeedCreated(seed=seed_profile("seed_1")))
+    apply(handle, db, "need", ProfileAction.created, NeedCreated(need=redacted_event_of(full)))
+
+    assert asked == ["/v1/needs/need_9 Bearer mn_admin_test"]
+    assert "熱電" in index.documents["need_9"].counts  # the full text, not the redacted summary
+    assert [c.seed_id for c in index.rank("need_9", 10, 0.0)] == ["seed_1"]
+
+
+def test_a_need_whose_text_cannot_be_read_is_not_ranked_on_its_summary_the_event_is_retried(db: Database) -> None:
+    need = need_profile("need_9", confidentiality="confidential", redacted_summary="製造業者が排熱の活用を探している。")
+    settings = MatcherSettings()
+    refusing = NeedTextSource(settings, transport=httpx.MockTransport(lambda _: httpx.Response(503)))
+    index = ProfileIndex()
+    with pytest.raises(NeedTextUnavailable):
+        apply(make_handler(index, settings, refusing), db, "need", ProfileAction.created,
+              NeedCreated(need=redacted_event_of(need)))
+    assert "need_9" not in index.documents

@@ -3,6 +3,8 @@ If-Match, idempotent creates, an event and an audit record for every change. On 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from httpx import Response
 
@@ -321,15 +323,19 @@ def test_every_change_has_an_event_with_the_current_version_and_an_audit_record(
     assert trail[2].details == {"from_status": "open", "to_status": "paused", "reason": "テスト"}
 
 
-def test_need_events_carry_the_full_text_but_no_company_name_unless_public(needs: Api) -> None:
-    register(needs, "needs", confidentiality="confidential", description="極秘の新工程で出る排熱を使いたい")
+def test_need_events_are_public_safe_no_confidential_text_and_no_company_name_unless_public(needs: Api) -> None:
+    secret = register(needs, "needs", confidentiality="confidential", description="極秘の新工程で出る排熱を使いたい")
     register(needs, "needs", confidentiality="members")
     register(needs, "needs", confidentiality="public")
+    needs.client.patch(f"/v1/needs/{secret['id']}", headers=if_match(1), json={"title": "極秘の新製品の排熱"})
 
-    confidential, members, public = (e["data"]["need"] for e in outbox_events(needs))
+    confidential, members, public, confidential_updated = (e["data"]["need"] for e in outbox_events(needs))
 
-    assert confidential["description"] == "極秘の新工程で出る排熱を使いたい"  # the matcher ranks on it
-    assert confidential["redacted_summary"] == NEED_BODY["redacted_summary"]
+    for event in (confidential, confidential_updated):
+        assert "極秘" not in json.dumps(event, ensure_ascii=False)  # the matcher fetches the text
+        assert event["text_redacted"] is True and event["keywords"] == []
+        assert event["title"] == event["description"] == NEED_BODY["redacted_summary"]
+    assert members["text_redacted"] is False and members["description"] == NEED_BODY["description"]
     assert confidential["company_name"] is None and members["company_name"] is None
     assert public["company_name"] == NEED_BODY["company_name"]
 

@@ -35,6 +35,7 @@ from shared.outbox import record_event
 
 from .domain import ProfileIndex, proposals_for_need, proposals_for_seed
 from .models import PairingRecord
+from .registry_client import NeedTextSource
 from .settings import MatcherSettings
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,14 @@ SEED_CHANGES = (SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
 NEED_CHANGES = (NeedUpdated, NeedStatusChanged, NeedWithdrawn, NeedExpired)
 
 
-def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler:
-    """Apply a seed or need event to the index and publish the pairings it causes, in one transaction."""
+def make_handler(
+    index: ProfileIndex, settings: MatcherSettings, texts: NeedTextSource | None = None
+) -> EventHandler:
+    """Apply a seed or need event to the index and publish the pairings it causes, in one transaction.
+
+    A confidential need's event carries only its redacted summary: ``texts`` reads its full text.
+    """
+    texts = texts or NeedTextSource(settings)
 
     def handle(session: Session, envelope: Envelope) -> None:
         payload = envelope.payload()
@@ -54,14 +61,14 @@ def make_handler(index: ProfileIndex, settings: MatcherSettings) -> EventHandler
             index.upsert(payload.seed)
             return
         if isinstance(payload, NEED_CHANGES):
-            index.upsert(payload.need)
+            index.upsert(texts.full(payload.need))
             return
         with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": envelope.subject}) as span:
             if isinstance(payload, SeedCreated):
                 index.upsert(payload.seed)
                 proposals = proposals_for_seed(index, payload.seed.id, settings.top_k, settings.min_score)
             elif isinstance(payload, NeedCreated):
-                index.upsert(payload.need)
+                index.upsert(texts.full(payload.need))
                 proposals = proposals_for_need(index, payload.need.id, settings.top_k, settings.min_score)
             else:
                 return

@@ -49,14 +49,19 @@ def visibility(principal: Principal) -> list[Any]:
 
 
 def event_profile(need: Need) -> NeedProfile:
-    """The need as events carry it: full text (the matcher ranks on it), the company name only when public.
-
-    See shared/events.py: the needs topic is internal, and only a redacted summary of a
-    confidential need leaves the matcher.
+    """The need as events carry it: public-safe. The company name only when public; a confidential
+    need's text replaced by its redacted summary (``text_redacted``): the matcher, which ranks on
+    the full text, fetches it from this service with its key, so no event ever carries it.
     """
     profile = full_profile(need)
     if need.confidentiality != Confidentiality.public.value:
         profile.company_name = None
+    if need.confidentiality == Confidentiality.confidential.value:
+        redacted = need.redacted_summary or ""
+        profile = profile.model_copy(update={
+            "title": redacted, "summary": redacted, "description": redacted, "keywords": [],
+            "title_translated": None, "summary_translated": None, "text_redacted": True,
+        })
     return profile
 
 
