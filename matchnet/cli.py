@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 from matchnet.demo import DemoLoadError, load_demo
 from matchnet.importer import add_import_parser, cmd_import
 from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_dir
+from matchnet.service_calls import ServiceCallError, call_service
 from shared.auth import Principal, Role
 from shared.db import normalise_database_url
 from shared.events import (
@@ -441,23 +442,8 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-class KeyRegistryError(RuntimeError):
-    """The key registry refused a request or could not be reached; the message says why."""
-
-
 def _registry_call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as error:
-        raise KeyRegistryError(f"the key registry at {client.base_url} is not reachable ({error})") from None
-    if response.is_error:
-        try:
-            problem = response.json()
-            detail = problem.get("detail") or problem.get("title")
-        except ValueError:
-            detail = response.text[:200]
-        raise KeyRegistryError(f"the key registry answered {response.status_code}: {detail}")
-    return response.json()
+    return call_service(client, "the key registry", method, path, **kwargs)
 
 
 def _key_scope(key: Mapping[str, Any]) -> str:
@@ -488,7 +474,7 @@ def cmd_keys(
     try:
         with client:
             return _run_keys_command(args, client, out)
-    except KeyRegistryError as error:
+    except ServiceCallError as error:
         print(f"matchnet keys {args.keys_command}: {error}", file=sys.stderr)
         return 1
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import httpx
 from pydantic import BaseModel
 
+from matchnet.service_calls import ServiceCallError, call_service
 from shared.bulk_import import (
     ImportFileError,
     ImportReport,
@@ -45,10 +46,6 @@ def add_import_parser(commands: Any) -> None:
                         help=f"an admin or office key; default ${ADMIN_KEY_ENV}")
     parser.add_argument("--charset", help="the file's encoding if not UTF-8 or Shift_JIS (detected)")
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per request (default 200)")
-
-
-class ImportCallError(RuntimeError):
-    """The service refused a batch as a whole or could not be reached."""
 
 
 def cmd_import(
@@ -85,7 +82,7 @@ def cmd_import(
                     RowError(numbers[error["row"] - 1], error["field"], error["message"]) for error in answer["errors"]
                 )
                 progress.advance(len(batch))
-    except ImportCallError as error:
+    except ServiceCallError as error:
         progress.finish()
         print(f"matchnet import: {error}", file=sys.stderr)
         _print_report(report, out)
@@ -96,19 +93,10 @@ def cmd_import(
 
 
 def _send_batch(client: httpx.Client, kind: str, body: bytes) -> dict[str, Any]:
-    try:
-        response = client.post(f"/v1/{kind}:import", content=body,
-                               headers={"Content-Type": "application/x-ndjson; charset=utf-8"})
-    except httpx.HTTPError as error:
-        raise ImportCallError(f"{client.base_url} is not reachable ({error})") from None
-    if response.is_error:
-        try:
-            problem = response.json()
-            detail = problem.get("detail") or problem.get("title")
-        except ValueError:
-            detail = response.text[:200]
-        raise ImportCallError(f"the {kind} service answered {response.status_code}: {detail}")
-    answer: dict[str, Any] = response.json()
+    answer: dict[str, Any] = call_service(
+        client, f"the {kind} service", "POST", f"/v1/{kind}:import", content=body,
+        headers={"Content-Type": "application/x-ndjson; charset=utf-8"},
+    )
     return answer
 
 
