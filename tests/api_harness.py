@@ -68,14 +68,13 @@ def route_harness(
 @contextmanager
 def key_registry(tmp_path: Path) -> Iterator[Api]:
     """The service that owns the API keys (notifications), over its routes."""
-    from services.notifications.app import create_app
-    from services.notifications.models import Delivery, DeliveryAttempt, Subscription
+    from services.notifications.app import TABLES, create_app
     from services.notifications.settings import NotificationsSettings
 
     settings = NotificationsSettings(
         database_url=f"sqlite:///{tmp_path / 'key-registry.db'}", bootstrap_admin_key=ADMIN_KEY
     )
-    with route_harness(create_app, settings, [Subscription, Delivery, DeliveryAttempt]) as api:
+    with route_harness(create_app, settings, TABLES) as api:
         yield api
 
 

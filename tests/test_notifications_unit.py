@@ -20,7 +20,7 @@ from opentelemetry import trace
 from sqlmodel import SQLModel, col, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.notifications.app import create_app
+from services.notifications.app import TABLES, create_app
 from services.notifications.delivery import ClaimedDelivery, DeliveryWorker
 from services.notifications.domain import (
     AttemptVerdict,
@@ -62,7 +62,7 @@ from shared.telemetry import setup_telemetry
 from tests.api_harness import ADMIN, ADMIN_KEY, Api, route_harness
 
 RowT = TypeVar("RowT", bound=SQLModel)
-NOTIFICATION_TABLES: list[type[SQLModel]] = [Subscription, Delivery, DeliveryAttempt]
+NOTIFICATION_TABLES: list[type[SQLModel]] = TABLES
 
 
 # ---- builders --------------------------------------------------------------------------------
@@ -297,13 +297,13 @@ def test_handler_records_one_delivery_per_interested_subscription_and_wakes_afte
 # ---- retry schedule --------------------------------------------------------------------------
 
 
-def test_backoff_is_full_jitter_under_a_doubling_ceiling() -> None:
+def test_backoff_is_jittered_between_half_and_all_of_a_doubling_ceiling() -> None:
     rng = random.Random(7)
     for attempts_made in range(1, 9):
         ceiling = 2 ** (attempts_made - 1)
         delays = [retry_delay(attempts_made, rng=rng) for _ in range(300)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # the whole range is used, not just the bottom
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)  # the schedule keeps its length
+        assert max(delays) > ceiling * 0.9 and min(delays) < ceiling * 0.6  # the whole range is used
 
 
 def test_backoff_honours_retry_after_and_is_capped_at_a_day() -> None:
@@ -330,8 +330,8 @@ def test_2xx_delivers_410_disables_and_everything_else_is_retried() -> None:
 # ---- webhook URL rule ------------------------------------------------------------------------
 
 
-def test_dev_mode_accepts_a_local_http_receiver() -> None:
-    check_webhook_url("http://127.0.0.1:9999/hook", dev_mode=True)
+def test_development_mode_accepts_a_local_http_receiver() -> None:
+    check_webhook_url("http://127.0.0.1:9999/hook", development_mode=True)
 
 
 @pytest.mark.parametrize(
@@ -341,24 +341,24 @@ def test_dev_mode_accepts_a_local_http_receiver() -> None:
 )
 def test_production_refuses_plain_http_and_loopback_or_private_targets(url: str) -> None:
     with pytest.raises(Problem) as refused:
-        check_webhook_url(url, dev_mode=False)
+        check_webhook_url(url, development_mode=False)
     assert refused.value.status == 422
     assert [e["field"] for e in refused.value.errors or []] == ["url"]
 
 
 def test_production_checks_where_a_host_name_resolves() -> None:
-    check_webhook_url("https://8.8.8.8/hook", dev_mode=False)
-    check_webhook_url("https://hooks.example.jp/x", dev_mode=False, resolve=lambda _: ["93.184.215.14"])
+    check_webhook_url("https://8.8.8.8/hook", development_mode=False)
+    check_webhook_url("https://hooks.example.jp/x", development_mode=False, resolve=lambda _: ["93.184.215.14"])
     with pytest.raises(Problem):
-        check_webhook_url("https://intranet.example.jp/x", dev_mode=False, resolve=lambda _: ["10.0.0.8"])
+        check_webhook_url("https://intranet.example.jp/x", development_mode=False, resolve=lambda _: ["10.0.0.8"])
 
 
 # ---- the API ---------------------------------------------------------------------------------
 
 
-def _api(tmp_path: Path, *, dev_mode: bool = True) -> Iterator[Api]:
+def _api(tmp_path: Path, *, development_mode: bool = True) -> Iterator[Api]:
     settings = NotificationsSettings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, dev_mode=dev_mode
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, development_mode=development_mode
     )
     with route_harness(create_app, settings, NOTIFICATION_TABLES) as api:
         yield api
@@ -371,7 +371,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def production_api(tmp_path: Path) -> Iterator[Api]:
-    yield from _api(tmp_path, dev_mode=False)
+    yield from _api(tmp_path, development_mode=False)
 
 
 HOOK = "http://127.0.0.1:9999/hook"

@@ -20,6 +20,7 @@ from shared.events import (
     PairingsProposed,
     SeedProfile,
     SeedSummary,
+    redacted_need_title,
 )
 from shared.reference import Confidentiality, ProfileStatus, office_id_for
 
@@ -198,8 +199,7 @@ def need_summary(need: NeedProfile) -> NeedSummary:
     """What may leave the matcher about a need: a confidential need's text never does."""
     title = need.title
     if need.confidentiality == Confidentiality.confidential:
-        fields = ", ".join(need.fields) or "-"
-        title = f"非公開のニーズ / confidential need (fields: {fields})"
+        title = redacted_need_title(need.fields)
     return NeedSummary(
         id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
         company_size=need.company_size, confidentiality=need.confidentiality, fields=need.fields,
