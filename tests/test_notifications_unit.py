@@ -358,7 +358,8 @@ def test_production_checks_where_a_host_name_resolves() -> None:
 
 def _api(tmp_path: Path, *, development_mode: bool = True) -> Iterator[Api]:
     settings = NotificationsSettings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, development_mode=development_mode
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY,
+        development_mode=development_mode,
     )
     with route_harness(create_app, settings, NOTIFICATION_TABLES) as api:
         yield api
