@@ -48,8 +48,9 @@ from shared.events import (
     EventType,
     InvalidEvent,
     NeedCreated,
-    PairingsProposed,
+    PairingsEvent,
     SeedCreated,
+    SubscriptionDisabled,
     Topic,
 )
 from shared.reference import Confidentiality, office_id_for
@@ -196,7 +197,7 @@ def describe_event(envelope: Envelope) -> str:
         need = payload.need
         title = "(confidential)" if need.confidentiality == Confidentiality.confidential else clip(need.title)
         return f"{when} {kind} {short_id(need.id)} {title} ({office_id_for(need.prefecture)})"
-    if isinstance(payload, PairingsProposed):
+    if isinstance(payload, PairingsEvent):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"
         if not payload.pairings:
@@ -208,6 +209,10 @@ def describe_event(envelope: Envelope) -> str:
     if isinstance(payload, ApiKeyIssued | ApiKeyRevoked):
         key = payload.key
         return f"{when} {kind} {key.key_id} {key.role.value} {key.office_id or key.partner_id or ''}".rstrip()
+    if isinstance(payload, SubscriptionDisabled):
+        subscription = payload.subscription
+        whose = subscription.office_id or subscription.partner_id
+        return f"{when} {kind} {subscription.id} ({whose}) {payload.reason}: {payload.last_error or '?'}"
     return f"{when} {kind} {envelope.subject}"
 
 
