@@ -676,3 +676,36 @@ async def test_a_backlog_for_one_subscription_drains_without_waiting_for_the_pol
     finally:
         await _stop(task)
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 12
+
+
+# ---- the README's verification examples ------------------------------------------------------
+
+
+def _readme_function(name: str) -> Any:
+    """Run the README's python block that defines ``name`` and return that function."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    [code] = [block for block in blocks if f"def {name}(" in block]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("example", ["receive", "verify"])
+def test_the_readme_examples_verify_a_delivery_and_refuse_a_forged_one(example: str) -> None:
+    check = _readme_function(example)
+    old, new = new_webhook_secret(), new_webhook_secret()
+    body = webhook_payload(_event(_proposed("office-13", _pairing(1, 0.9))), [_pairing(1, 0.9)]).encode()
+    rotating = webhook_headers([new, old], "msg_1", int(datetime.now(UTC).timestamp()), body)
+
+    def accepted(headers: dict[str, str], payload: bytes, secret: str) -> bool:
+        try:
+            return bool(check(payload, headers, secret))
+        except WebhookVerificationError:
+            return False
+
+    assert accepted(rotating, body, old) and accepted(rotating, body, new)  # both, during a rotation
+    assert not accepted(rotating, body.replace(b"0.9", b"1.0"), new)
+    assert not accepted(rotating, body, new_webhook_secret())
+    stale = webhook_headers(new, "msg_1", int(datetime.now(UTC).timestamp()) - 3600, body)
+    assert not accepted(stale, body, new)
