@@ -27,7 +27,7 @@ from shared.telemetry import instrument_engine, instrument_fastapi, setup_teleme
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_SHUTDOWN_S = 3.0  # requests still open after a SIGTERM get this long to finish
+GRACEFUL_SHUTDOWN_S = 3  # requests still open after a SIGTERM get this long to finish
 # ApiKey: the registry in the service that owns it, a replica in every other one.
 COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, ApiKey, *INBOX_TABLES]
 

@@ -540,6 +540,18 @@ def new_delivery(
     )
 
 
+def delivery_row(
+    subscription_id: str, envelope: Envelope, payload: str, traceparent: str | None, key: str, now: datetime
+) -> dict[str, Any]:
+    """The columns of a new pending delivery, as ``new_delivery`` makes them, for a Core insert."""
+    return {
+        "id": new_id("msg"), "subscription_id": subscription_id, "event_id": envelope.id,
+        "event_type": envelope.type, "ordering_key": key, "payload": payload,
+        "status": DeliveryStatus.pending.value, "attempts": 0, "next_attempt_at": now, "traceparent": traceparent,
+        "created_at": now, "finished_at": None,
+    }
+
+
 def requeue(delivery: Delivery, subscription: Subscription, now: datetime) -> None:
     """Send a settled delivery again, as it was (same webhook-id), with a fresh retry schedule."""
     delivery.status = DeliveryStatus.pending.value
