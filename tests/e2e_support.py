@@ -136,7 +136,8 @@ class ScriptedReceiver:
         server.daemon_threads = True
         self.port = int(server.server_address[1])
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll: stop() (going away) takes effect at once.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
