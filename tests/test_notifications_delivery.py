@@ -282,6 +282,22 @@ async def test_a_refused_timed_out_or_cut_attempt_is_retried_with_the_same_webho
     assert len(verified(created["secret"], receiver)) == len(receiver.received())
 
 
+async def test_retry_after_holds_the_next_attempt_back(
+    service: Service, receivers: Callable[..., ScriptedReceiver]
+) -> None:
+    receiver = receivers(Answer(status=429, headers=(("Retry-After", "1"),)), then=200)
+    await service.subscribe(receiver.url)
+    service.publish(proposed_for_need("need_later"))
+
+    await eventually(lambda: len(receiver.received()) == 2, "the attempt after the Retry-After")
+
+    first, second = receiver.received()
+    assert second.at - first.at >= 0.95  # not the 0.02 s the schedule alone would wait
+    [attempt, _] = service.deliveries()[0]["attempts"]
+    waited = datetime.fromisoformat(attempt["next_attempt_at"]) - datetime.fromisoformat(attempt["attempted_at"])
+    assert waited >= timedelta(seconds=1)
+
+
 async def test_410_disables_the_subscription_and_tells_the_operators(
     service: Service, receivers: Callable[..., ScriptedReceiver]
 ) -> None:

@@ -709,3 +709,19 @@ def test_the_readme_examples_verify_a_delivery_and_refuse_a_forged_one(example: 
     assert not accepted(rotating, body, new_webhook_secret())
     stale = webhook_headers(new, "msg_1", int(datetime.now(UTC).timestamp()) - 3600, body)
     assert not accepted(stale, body, new)
+
+
+def test_an_office_or_partner_key_that_names_nothing_subscribes_itself(api: Api) -> None:
+    office13 = api.key(Role.office, office_id="office-13")
+    partner = api.key(Role.partner, partner_id="tlo-1")
+
+    own_office = api.client.post("/v1/subscriptions", headers=office13, json={"url": HOOK, "mode": "daily_digest"})
+    own_portal = api.client.post("/v1/subscriptions", headers=partner,
+                                 json={"url": HOOK, "filters": {"min_score": 0.3}})
+    admin = api.client.post("/v1/subscriptions", headers=ADMIN, json={"url": HOOK})
+
+    assert own_office.status_code == 201, own_office.text
+    assert (own_office.json()["kind"], own_office.json()["office_id"], own_office.json()["mode"]) == (
+        "office", "office-13", "daily_digest")
+    assert (own_portal.json()["kind"], own_portal.json()["partner_id"]) == ("partner", "tlo-1")
+    assert admin.status_code == 422 and admin.json()["errors"][0]["field"] == "kind"

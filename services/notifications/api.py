@@ -119,7 +119,7 @@ def create_subscription(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     runtime = runtime_of(request)
-    target = resolve_target(body)
+    target = resolve_target(body, principal)
     check_may_subscribe(principal, target)
     check_webhook_url(str(body.url), development_mode=_settings(runtime).development_mode)
 

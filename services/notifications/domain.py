@@ -74,6 +74,7 @@ PING_EVENT_TYPE = "jp.matchnet.webhook.ping.v1"
 # A pending delivery of a paused subscription waits with this as its next attempt: never due.
 HELD = datetime(9999, 1, 1, tzinfo=UTC)
 PAIRING_TYPES = frozenset(t.value for t in PAIRING_EVENT_TYPES)
+MAX_RETRY_AFTER_S = 86_400.0  # a receiver asking to wait longer is retried after a day
 
 
 def now_utc() -> datetime:
@@ -116,9 +117,17 @@ class SubscriptionTarget:
     partner_id: str | None = None
 
 
-def resolve_target(body: SubscriptionCreate) -> SubscriptionTarget:
-    """The office or partner a request subscribes; 422 naming the field that does not fit its kind."""
-    if body.kind == SubscriptionKind.office:
+def resolve_target(body: SubscriptionCreate, principal: Principal) -> SubscriptionTarget:
+    """The office or partner a request subscribes; 422 naming the field that does not fit its kind.
+
+    An office or partner key that names neither its kind nor its id subscribes itself.
+    """
+    kind = body.kind or {Role.office: SubscriptionKind.office, Role.partner: SubscriptionKind.partner}.get(
+        principal.role
+    )
+    if kind is None:
+        raise _invalid("kind", "required: 'office' or 'partner'")
+    if kind == SubscriptionKind.office:
         for field_name in ("partner_id", "filters"):
             if getattr(body, field_name) is not None:
                 raise _invalid(field_name, "not allowed for kind 'office'")
@@ -126,6 +135,8 @@ def resolve_target(body: SubscriptionCreate) -> SubscriptionTarget:
             raise _invalid("prefecture", "give office_id or prefecture, not both")
         if body.prefecture is not None:
             return SubscriptionTarget(SubscriptionKind.office, office_id=office_id_for(body.prefecture))
+        if body.office_id is None and principal.role == Role.office:
+            return SubscriptionTarget(SubscriptionKind.office, office_id=principal.office_id)
         if body.office_id is None:
             raise _invalid("office_id", "kind 'office' needs office_id or prefecture")
         if body.office_id not in OFFICE_IDS:
@@ -134,9 +145,11 @@ def resolve_target(body: SubscriptionCreate) -> SubscriptionTarget:
     for field_name in ("office_id", "prefecture"):
         if getattr(body, field_name) is not None:
             raise _invalid(field_name, "not allowed for kind 'partner'")
+    _check_mode(SubscriptionKind.partner, body.mode)
+    if body.partner_id is None and principal.role == Role.partner:
+        return SubscriptionTarget(SubscriptionKind.partner, partner_id=principal.partner_id)
     if body.partner_id is None:
         raise _invalid("partner_id", "kind 'partner' needs partner_id")
-    _check_mode(SubscriptionKind.partner, body.mode)
     return SubscriptionTarget(SubscriptionKind.partner, partner_id=body.partner_id)
 
 
@@ -756,14 +769,14 @@ def retry_delay(
     retry_after_s: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds before the next attempt: between half and all of ``base * 2^(n-1)`` (jitter spreads
-    retries, the lower half keeps the schedule's length), never before the receiver's Retry-After,
-    never beyond ``cap_s``."""
+    """Seconds before the next attempt: between half and all of ``min(base * 2^(n-1), cap)`` (jitter
+    spreads retries, the lower half keeps the schedule's length), and never before the receiver's
+    Retry-After (honoured up to a day, whatever the cap)."""
     ceiling = min(cap_s, base_s * 2 ** min(max(attempts_made - 1, 0), 60))
     delay = ceiling * (rng or random).uniform(0.5, 1.0)
     if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
-    return min(delay, cap_s)
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return delay
 
 
 def retry_schedule(max_attempts: int, base_s: float, cap_s: float) -> list[float]:

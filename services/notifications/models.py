@@ -161,7 +161,8 @@ class SubscriptionCreate(BaseModel):
     """A new webhook subscription. Unknown fields are rejected.
 
     ``kind=office`` names the office by ``office_id`` or by ``prefecture`` and may choose
-    ``mode=daily_digest``; ``kind=partner`` names ``partner_id`` and may set ``filters``.
+    ``mode=daily_digest``; ``kind=partner`` names ``partner_id`` and may set ``filters``. An office
+    or partner key may leave out its kind and id: it subscribes itself.
     """
 
     model_config = ConfigDict(
@@ -170,13 +171,14 @@ class SubscriptionCreate(BaseModel):
             "examples": [
                 {"kind": "office", "prefecture": "13", "url": "https://office13.example.jp/hooks/matchnet",
                  "description": "東京都 知財総合支援窓口"},
+                {"url": "https://office13.example.jp/hooks/digest", "mode": "daily_digest"},
                 {"kind": "partner", "partner_id": "tlo-hokkaido", "url": "https://tlo.example.jp/hooks",
                  "filters": {"blocks": ["hokkaido"], "fields": ["energy"], "min_score": 0.2}},
             ]
         },
     )
 
-    kind: SubscriptionKind
+    kind: SubscriptionKind | None = None  # default: the caller's own (an office or partner key)
     url: HttpUrl
     office_id: str | None = PydanticField(None, min_length=1, max_length=64)
     prefecture: PrefectureCode | None = None
