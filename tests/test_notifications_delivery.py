@@ -768,3 +768,26 @@ def test_the_event_log_forgets_only_what_is_older_than_its_retention(tmp_path: P
         assert [e.event_id for e in session.exec(select(NotificationEvent).order_by(col(NotificationEvent.seq)))] \
             == ["evt_1", "evt_2"]
     db.dispose()
+
+
+def test_stream_numbers_are_never_reused_even_after_the_log_was_purged_empty(tmp_path: Path) -> None:
+    from shared.db import Database
+    from shared.service import COMMON_TABLES
+
+    db = Database(f"sqlite:///{tmp_path / 'log.db'}", [*COMMON_TABLES, *TABLES])
+    db.create_tables()
+
+    def log(event_id: str, age: timedelta) -> int:
+        row = NotificationEvent(event_id=event_id, event_type="t", office_id="office-13", ordering_key="k",
+                                event="{}", received_at=datetime.now(UTC) - age)
+        with db.session() as session:
+            session.add(row)
+            session.flush()
+            assert row.seq is not None
+            return row.seq
+
+    last = log("evt_old", timedelta(days=30))
+    purge_event_log(db, timedelta(days=8))
+
+    assert log("evt_new", timedelta(0)) > last
+    db.dispose()

@@ -270,13 +270,13 @@ def _settle_pending(session: Session, subscription_id: str, status: DeliveryStat
     session.execute(update(Delivery).where(*conditions).values(status=status.value, finished_at=now))
 
 
-def _hold_pending(session: Session, subscription_id: str, until: datetime) -> None:
-    """Move the next attempt of every pending delivery of a subscription (held, or due again)."""
-    session.execute(
-        update(Delivery)
-        .where(col(Delivery.subscription_id) == subscription_id, col(Delivery.status) == DeliveryStatus.pending)
-        .values(next_attempt_at=until)
-    )
+def _hold_pending(session: Session, subscription_id: str, until: datetime, *, only_held: bool = False) -> None:
+    """Move the next attempt of the pending deliveries of a subscription: all of them to ``HELD``
+    (a pause), or the held ones to now (a resume; one in flight keeps its lease)."""
+    conditions = [col(Delivery.subscription_id) == subscription_id, col(Delivery.status) == DeliveryStatus.pending]
+    if only_held:
+        conditions.append(col(Delivery.next_attempt_at) >= HELD)
+    session.execute(update(Delivery).where(*conditions).values(next_attempt_at=until))
 
 
 def delete_subscription(session: Session, subscription: Subscription) -> None:
@@ -322,7 +322,7 @@ def update_subscription(
                 raise _conflict(f"only an active subscription can be paused; this one is {subscription.status}")
             _hold_pending(session, subscription.id, HELD)
         else:  # resume a paused one, or enable again a disabled one: its failure run starts afresh
-            _hold_pending(session, subscription.id, now)
+            _hold_pending(session, subscription.id, now, only_held=True)
             subscription.disabled_reason = None
             subscription.failing_since = None
             subscription.consecutive_failures = 0

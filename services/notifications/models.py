@@ -123,6 +123,8 @@ class NotificationEvent(SQLModel, table=True):
     """The event log: every pairing event received, kept for the stream, replays and digests."""
 
     __tablename__ = "notification_event"
+    # Never reuse a number, even once the log is purged empty: a stream resumes after the last one.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     seq: int | None = Field(default=None, primary_key=True)  # the stream's event id (Last-Event-ID)
     event_id: str = Field(max_length=64, unique=True)
