@@ -98,6 +98,8 @@ class ScriptedReceiver:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
+        self._open = 0
+        self.most_open = 0  # the most requests it was answering at once
 
     @staticmethod
     def _answer(answer: Answer | int) -> Answer:
@@ -114,6 +116,13 @@ class ScriptedReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                receiver._count_open(+1)
+                try:
+                    self._answer()
+                finally:
+                    receiver._count_open(-1)
+
+            def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 answer = receiver._record({k.lower(): v for k, v in self.headers.items()}, body)
                 if answer.delay_s:
@@ -147,6 +156,11 @@ class ScriptedReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def _count_open(self, change: int) -> None:
+        with self._lock:
+            self._open += change
+            self.most_open = max(self.most_open, self._open)
 
     def _record(self, headers: dict[str, str], body: bytes) -> Answer:
         with self._lock:

@@ -255,7 +255,7 @@ async def test_a_slow_or_dead_receiver_never_delays_another_subscription(
     arrival = await eventually(lambda: [a for a in healthy.received()], "the healthy receiver's delivery")
 
     assert arrival[0].at - started < 0.5
-    assert len(hanging.received()) <= 2 + 2 * 2  # never more than its share of slots at once
+    assert hanging.most_open == 2  # never more than its share of slots at once
 
 
 async def test_a_refused_timed_out_or_cut_attempt_is_retried_with_the_same_webhook_id(
