@@ -56,9 +56,10 @@ from shared.events import (
     InvalidEvent,
     NeedCreated,
     NeedProfile,
-    PairingsProposed,
+    PairingsEvent,
     SeedCreated,
     SeedProfile,
+    SubscriptionDisabled,
     Topic,
 )
 from shared.migrations import head_revision, new_revision, upgrade
@@ -218,7 +219,7 @@ def describe_event(envelope: Envelope) -> str:
         title = "(confidential)" if hidden else clip(profile.title)
         state = "" if isinstance(payload, SeedCreated | NeedCreated) else f" v{profile.version} {profile.status.value}"
         return f"{when} {kind} {short_id(profile.id)} {title} ({office_id_for(profile.prefecture)}){state}"
-    if isinstance(payload, PairingsProposed):
+    if isinstance(payload, PairingsEvent):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"
         if not payload.pairings:
@@ -230,6 +231,10 @@ def describe_event(envelope: Envelope) -> str:
     if isinstance(payload, ApiKeyIssued | ApiKeyRevoked):
         key = payload.key
         return f"{when} {kind} {key.key_id} {key.role.value} {key.office_id or key.partner_id or ''}".rstrip()
+    if isinstance(payload, SubscriptionDisabled):
+        subscription = payload.subscription
+        whose = subscription.office_id or subscription.partner_id
+        return f"{when} {kind} {subscription.id} ({whose}) {payload.reason}: {payload.last_error or '?'}"
     return f"{when} {kind} {envelope.subject}"
 
 

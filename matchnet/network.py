@@ -256,6 +256,9 @@ class LocalNetwork:
             env["MATCHNET_TRACE_FILE"] = str(self.trace_file)
         if self.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        if name == "notifications":
+            # A local network delivers to receivers on this machine (http, loopback): development mode.
+            env["MATCHNET_NOTIFICATIONS_DEVELOPMENT_MODE"] = "true"
         if name == "matcher":
             env["MATCHNET_MATCHER_SEEDS_URL"] = self.url_of("seeds")
             env["MATCHNET_MATCHER_NEEDS_URL"] = self.url_of("needs")

@@ -50,6 +50,7 @@ class Topic(StrEnum):
     needs = "matchnet.needs"
     pairings = "matchnet.pairings"
     api_keys = "matchnet.apikeys"
+    subscriptions = "matchnet.subscriptions"  # webhook subscription health, for operators
 
 
 class EventType(StrEnum):
@@ -66,6 +67,12 @@ class EventType(StrEnum):
     pairings_proposed = "jp.matchnet.pairings.proposed.v1"
     api_key_issued = "jp.matchnet.apikey.issued.v1"
     api_key_revoked = "jp.matchnet.apikey.revoked.v1"
+    subscription_disabled = "jp.matchnet.subscription.disabled.v1"
+
+
+# The event types of the pairings topic, each with a PairingsEvent payload: notifications delivers
+# every one of them to webhooks and streams, so a new type needs an entry here and nothing there.
+PAIRING_EVENT_TYPES: tuple[EventType, ...] = (EventType.pairings_proposed,)
 
 
 class ProfileAction(StrEnum):
@@ -274,8 +281,13 @@ class SeedSummary(_Contract):
     fields: list[str] = Field(default_factory=list)
 
 
+def redacted_need_title(fields: list[str]) -> str:
+    """What a confidential need is called outside its own office: never its text, only its fields."""
+    return f"非公開のニーズ / confidential need (fields: {', '.join(fields) or '-'})"
+
+
 class NeedSummary(_Contract):
-    """What a pairing tells about a need. For a confidential need the title is a redacted summary."""
+    """What a pairing tells about a need. For a confidential need the title is ``redacted_need_title``."""
 
     id: str
     title: str
@@ -300,13 +312,18 @@ class Pairing(_Contract):
     explanation: Explanation
 
 
-class PairingsProposed(_Contract):
-    """One regional office's ranked list, caused by a new seed or need (the trigger)."""
+class PairingsEvent(_Contract):
+    """What every pairing event (``PAIRING_EVENT_TYPES``) tells: for one regional office, the pairings
+    concerned and the seed or need whose change caused the event (its aggregate)."""
 
     office_id: str
     trigger_kind: Literal["seed", "need"]
     trigger_id: str
     pairings: list[Pairing]
+
+
+class PairingsProposed(PairingsEvent):
+    """One regional office's ranked list, caused by a new seed or need (the trigger)."""
 
 
 class ApiKeyEntry(_Contract):
@@ -334,6 +351,26 @@ class ApiKeyRevoked(_Contract):
     revoked_by: str
 
 
+class DisabledSubscription(_Contract):
+    id: str
+    kind: Literal["office", "partner"]
+    office_id: str | None = None
+    partner_id: str | None = None
+    url: str
+
+
+class SubscriptionDisabled(_Contract):
+    """A webhook subscription the notifications service stopped: its receiver answered 410 Gone
+    (``reason`` "gone") or failed every attempt for longer than the allowed run (``reason`` "failing")."""
+
+    subscription: DisabledSubscription
+    reason: Literal["gone", "failing"]
+    failing_since: datetime | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    disabled_at: datetime
+
+
 EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
     EventType.seed_created: SeedCreated,
     EventType.seed_updated: SeedUpdated,
@@ -348,6 +385,7 @@ EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
     EventType.pairings_proposed: PairingsProposed,
     EventType.api_key_issued: ApiKeyIssued,
     EventType.api_key_revoked: ApiKeyRevoked,
+    EventType.subscription_disabled: SubscriptionDisabled,
 }
 
 EVENT_TOPICS: dict[EventType, Topic] = {
@@ -356,6 +394,7 @@ EVENT_TOPICS: dict[EventType, Topic] = {
     EventType.pairings_proposed: Topic.pairings,
     EventType.api_key_issued: Topic.api_keys,
     EventType.api_key_revoked: Topic.api_keys,
+    EventType.subscription_disabled: Topic.subscriptions,
 }
 
 # (profile kind, action) -> its event type: "seed" / "need" is also the payload's field name.

@@ -28,6 +28,7 @@ from shared.telemetry import instrument_engine, instrument_fastapi, setup_teleme
 
 log = logging.getLogger(__name__)
 
+GRACEFUL_SHUTDOWN_S = 3  # requests still open after a SIGTERM get this long to finish
 # ApiKey: the registry in the service that owns it, a replica in every other one.
 COMMON_TABLES: list[type[SQLModel]] = [OutboxEvent, IdempotencyRecord, ApiKey, *INBOX_TABLES]
 
@@ -203,4 +204,6 @@ def serve(app_path: str, settings: ServiceSettings) -> None:
     import uvicorn
 
     uvicorn.run(app_path, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False,
+                # A long-lived response (an event stream) would otherwise hold a shutdown forever.
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)

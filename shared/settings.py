@@ -64,7 +64,6 @@ class ServiceSettings(BaseSettings):
     # Writes every finished span as one JSON line to this file (tests, local debugging).
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
-    dev_mode: bool = Field(True, validation_alias=_common("dev_mode"))
 
     host: str = "127.0.0.1"
     port: int = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -156,3 +156,9 @@ def inject_kafka_headers(headers: list[tuple[str, bytes]]) -> None:
 def context_from_kafka_headers(headers: KafkaHeaders) -> otel_context.Context:
     carrier = {name: value.decode("latin-1") for name, value in headers if name in TRACE_HEADERS and value}
     return propagate.extract(carrier)
+
+
+def meter(name: str) -> metrics.Meter:
+    """A meter from the process's meter provider (a no-op until one is installed; instruments made
+    before that are bound to it when it is)."""
+    return metrics.get_meter(name)

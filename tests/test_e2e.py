@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -233,3 +234,43 @@ def test_a_seed_that_stops_being_open_leaves_the_matchers_index_and_returns_when
     with client(network, "seeds") as seeds:
         assert seeds.delete(f"/v1/seeds/{seed_id}", headers={"If-Match": '"3"'}).status_code == 200
     wait_for(lambda: indexed_seeds() == 0, 10, "the withdrawn seed to leave the index")
+
+
+SECRET_WORDS = "極秘の鋳造ライン改善計画"
+
+
+def test_a_confidential_needs_text_never_reaches_another_office_or_a_partner(network: LocalNetwork) -> None:
+    with webhook_receiver() as own_office, webhook_receiver() as other_office, webhook_receiver() as partner:
+        subscribe_office(network, own_office, prefecture="13")
+        subscribe_office(network, other_office, prefecture="01")  # the seed's prefecture
+        with client(network, "notifications") as notifications:
+            partner_subscription = notifications.post(
+                "/v1/subscriptions", json={"kind": "partner", "partner_id": "portal-all", "url": partner.url})
+            assert partner_subscription.status_code == 201, partner_subscription.text
+            partner_key = notifications.post(
+                "/v1/api-keys", json={"role": "partner", "partner_id": "portal-all"}).json()["api_key"]
+        register_seed_and_wait_until_indexed(network)
+        started = time.time()
+        with client(network, "needs") as needs:
+            confidential = needs.post("/v1/needs", json={
+                **NEED_BODY, "confidentiality": "confidential", "title": f"{SECRET_WORDS}：排熱を電気に",
+                "description": f"{SECRET_WORDS}。鋳造工程の排熱を熱電変換で電気に変えたい。",
+            }).json()["id"]
+            public = needs.post("/v1/needs", json={**NEED_BODY, "confidentiality": "public"}).json()["id"]
+
+        wait_for(lambda: own_office.for_need(confidential) and own_office.for_need(public), DELIVERY_DEADLINE_S,
+                 "both needs' pairings at their own office")
+        wait_for(lambda: partner.for_need(public), DELIVERY_DEADLINE_S, "the public need's pairing at the partner")
+        with httpx.Client(base_url=network.urls["notifications"], timeout=10.0,
+                          headers={"Authorization": f"Bearer {partner_key}"}) as portal:
+            since = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(started - 1))
+            with portal.stream("GET", "/v1/stream", params={"since": since}) as stream:
+                streamed = next(line for line in stream.iter_lines() if line.startswith("data: "))
+        time.sleep(QUIET_PERIOD_S)  # not waiting for a thing: giving a late delivery the time to show up
+
+        assert other_office.received == []
+        partner_bodies = [w.body.decode() for w in partner.received]
+        assert all(SECRET_WORDS not in body and confidential not in body for body in partner_bodies)
+        assert SECRET_WORDS not in streamed and confidential not in streamed
+        own = own_office.for_need(confidential)[0].event["data"]["pairings"][0]["need"]
+        assert own["id"] == confidential and SECRET_WORDS not in json.dumps(own, ensure_ascii=False)

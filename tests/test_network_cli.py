@@ -41,6 +41,7 @@ from shared.events import (
     ApiKeyEntry,
     ApiKeyIssued,
     ApiKeyRevoked,
+    DisabledSubscription,
     Envelope,
     EventType,
     Explanation,
@@ -53,6 +54,7 @@ from shared.events import (
     SeedCreated,
     SeedProfile,
     SeedSummary,
+    SubscriptionDisabled,
 )
 from shared.reference import TECHNOLOGY_FIELDS
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS
@@ -444,6 +446,17 @@ def test_key_event_lines_name_the_key_and_its_scope_never_its_hash() -> None:
                                            ApiKeyRevoked(key=entry, revoked_by="bootstrap-admin")))
     assert issued.endswith("apikey.issued     key_0190cccccccc0000000000000000 office office-13")
     assert "apikey.revoked" in revoked and "a" * 64 not in issued + revoked
+
+
+def test_a_disabled_subscription_line_tells_the_operator_whose_and_why() -> None:
+    disabled = SubscriptionDisabled(
+        subscription=DisabledSubscription(id="sub_0190dddd", kind="partner", partner_id="tlo-1",
+                                          url="https://tlo.example.jp/hooks"),
+        reason="failing", consecutive_failures=17, last_error="HTTP 503", disabled_at=NOW,
+    )
+    line = describe_event(Envelope.wrap(EventType.subscription_disabled, "/matchnet/notifications",
+                                        "sub_0190dddd", disabled))
+    assert line.endswith("subscription.disabled sub_0190dddd (tlo-1) failing: HTTP 503")
 
 # ---- demo data -------------------------------------------------------------------------------
 

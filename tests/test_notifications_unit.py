@@ -36,6 +36,7 @@ from services.notifications.domain import (
 )
 from services.notifications.events import pairings_handler, record_deliveries
 from services.notifications.models import (
+    TABLES,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -62,7 +63,7 @@ from shared.telemetry import setup_telemetry
 from tests.api_harness import ADMIN, ADMIN_KEY, Api, route_harness
 
 RowT = TypeVar("RowT", bound=SQLModel)
-NOTIFICATION_TABLES: list[type[SQLModel]] = [Subscription, Delivery, DeliveryAttempt]
+NOTIFICATION_TABLES: list[type[SQLModel]] = TABLES
 
 
 # ---- builders --------------------------------------------------------------------------------
@@ -297,13 +298,13 @@ def test_handler_records_one_delivery_per_interested_subscription_and_wakes_afte
 # ---- retry schedule --------------------------------------------------------------------------
 
 
-def test_backoff_is_full_jitter_under_a_doubling_ceiling() -> None:
+def test_backoff_is_jittered_between_half_and_all_of_a_doubling_ceiling() -> None:
     rng = random.Random(7)
     for attempts_made in range(1, 9):
         ceiling = 2 ** (attempts_made - 1)
         delays = [retry_delay(attempts_made, rng=rng) for _ in range(300)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # the whole range is used, not just the bottom
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)  # the schedule keeps its length
+        assert max(delays) > ceiling * 0.9 and min(delays) < ceiling * 0.6  # the whole range is used
 
 
 def test_backoff_honours_retry_after_and_is_capped_at_a_day() -> None:
@@ -330,8 +331,8 @@ def test_2xx_delivers_410_disables_and_everything_else_is_retried() -> None:
 # ---- webhook URL rule ------------------------------------------------------------------------
 
 
-def test_dev_mode_accepts_a_local_http_receiver() -> None:
-    check_webhook_url("http://127.0.0.1:9999/hook", dev_mode=True)
+def test_development_mode_accepts_a_local_http_receiver() -> None:
+    check_webhook_url("http://127.0.0.1:9999/hook", development_mode=True)
 
 
 @pytest.mark.parametrize(
@@ -341,24 +342,25 @@ def test_dev_mode_accepts_a_local_http_receiver() -> None:
 )
 def test_production_refuses_plain_http_and_loopback_or_private_targets(url: str) -> None:
     with pytest.raises(Problem) as refused:
-        check_webhook_url(url, dev_mode=False)
+        check_webhook_url(url, development_mode=False)
     assert refused.value.status == 422
     assert [e["field"] for e in refused.value.errors or []] == ["url"]
 
 
 def test_production_checks_where_a_host_name_resolves() -> None:
-    check_webhook_url("https://8.8.8.8/hook", dev_mode=False)
-    check_webhook_url("https://hooks.example.jp/x", dev_mode=False, resolve=lambda _: ["93.184.215.14"])
+    check_webhook_url("https://8.8.8.8/hook", development_mode=False)
+    check_webhook_url("https://hooks.example.jp/x", development_mode=False, resolve=lambda _: ["93.184.215.14"])
     with pytest.raises(Problem):
-        check_webhook_url("https://intranet.example.jp/x", dev_mode=False, resolve=lambda _: ["10.0.0.8"])
+        check_webhook_url("https://intranet.example.jp/x", development_mode=False, resolve=lambda _: ["10.0.0.8"])
 
 
 # ---- the API ---------------------------------------------------------------------------------
 
 
-def _api(tmp_path: Path, *, dev_mode: bool = True) -> Iterator[Api]:
+def _api(tmp_path: Path, *, development_mode: bool = True) -> Iterator[Api]:
     settings = NotificationsSettings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY, dev_mode=dev_mode
+        database_url=f"sqlite:///{tmp_path / 'api.db'}", bootstrap_admin_key=ADMIN_KEY,
+        development_mode=development_mode,
     )
     with route_harness(create_app, settings) as api:
         yield api
@@ -371,7 +373,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def production_api(tmp_path: Path) -> Iterator[Api]:
-    yield from _api(tmp_path, dev_mode=False)
+    yield from _api(tmp_path, development_mode=False)
 
 
 HOOK = "http://127.0.0.1:9999/hook"
@@ -675,3 +677,52 @@ async def test_a_backlog_for_one_subscription_drains_without_waiting_for_the_pol
     finally:
         await _stop(task)
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 12
+
+
+# ---- the README's verification examples ------------------------------------------------------
+
+
+def _readme_function(name: str) -> Any:
+    """Run the README's python block that defines ``name`` and return that function."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    [code] = [block for block in blocks if f"def {name}(" in block]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("example", ["receive", "verify"])
+def test_the_readme_examples_verify_a_delivery_and_refuse_a_forged_one(example: str) -> None:
+    check = _readme_function(example)
+    old, new = new_webhook_secret(), new_webhook_secret()
+    body = webhook_payload(_event(_proposed("office-13", _pairing(1, 0.9))), [_pairing(1, 0.9)]).encode()
+    rotating = webhook_headers([new, old], "msg_1", int(datetime.now(UTC).timestamp()), body)
+
+    def accepted(headers: dict[str, str], payload: bytes, secret: str) -> bool:
+        try:
+            return bool(check(payload, headers, secret))
+        except WebhookVerificationError:
+            return False
+
+    assert accepted(rotating, body, old) and accepted(rotating, body, new)  # both, during a rotation
+    assert not accepted(rotating, body.replace(b"0.9", b"1.0"), new)
+    assert not accepted(rotating, body, new_webhook_secret())
+    stale = webhook_headers(new, "msg_1", int(datetime.now(UTC).timestamp()) - 3600, body)
+    assert not accepted(stale, body, new)
+
+
+def test_an_office_or_partner_key_that_names_nothing_subscribes_itself(api: Api) -> None:
+    office13 = api.key(Role.office, office_id="office-13")
+    partner = api.key(Role.partner, partner_id="tlo-1")
+
+    own_office = api.client.post("/v1/subscriptions", headers=office13, json={"url": HOOK, "mode": "daily_digest"})
+    own_portal = api.client.post("/v1/subscriptions", headers=partner,
+                                 json={"url": HOOK, "filters": {"min_score": 0.3}})
+    admin = api.client.post("/v1/subscriptions", headers=ADMIN, json={"url": HOOK})
+
+    assert own_office.status_code == 201, own_office.text
+    assert (own_office.json()["kind"], own_office.json()["office_id"], own_office.json()["mode"]) == (
+        "office", "office-13", "daily_digest")
+    assert (own_portal.json()["kind"], own_portal.json()["partner_id"]) == ("partner", "tlo-1")
+    assert admin.status_code == 422 and admin.json()["errors"][0]["field"] == "kind"

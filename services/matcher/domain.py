@@ -20,6 +20,7 @@ from shared.events import (
     PairingsProposed,
     SeedProfile,
     SeedSummary,
+    redacted_need_title,
 )
 from shared.reference import Confidentiality, ProfileStatus, office_id_for
 
@@ -198,8 +199,7 @@ def need_summary(need: NeedProfile) -> NeedSummary:
     """What may leave the matcher about a need: of a confidential need only its office's redacted summary."""
     title = need.title
     if need.confidentiality == Confidentiality.confidential:
-        fields = ", ".join(need.fields) or "-"
-        title = need.redacted_summary or f"非公開のニーズ / confidential need (fields: {fields})"
+        title = need.redacted_summary or redacted_need_title(need.fields)
     return NeedSummary(
         id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
         company_size=need.company_size, confidentiality=need.confidentiality, fields=need.fields,

@@ -2,47 +2,100 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import logging
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from fastapi import FastAPI
+from sqlmodel import col, delete
+
+from shared.db import Database
 from shared.events import Topic
 from shared.service import EventSubscription, Runtime, create_service_app
 
-from .api import api_keys_router, deliveries_router, subscriptions_router
+from .api import (
+    FEED,
+    WORKER,
+    api_keys_router,
+    deliveries_router,
+    event_log_feed,
+    stream_router,
+    subscriptions_router,
+)
 from .delivery import DeliveryWorker
+from .digest import record_due_digests
+from .domain import now_utc
 from .events import CONSUMER_GROUP, pairings_handler
+from .models import NotificationEvent
 from .settings import NotificationsSettings
 
-WORKER = "delivery_worker"  # key in Runtime.extras
+log = logging.getLogger(__name__)
+PURGE_INTERVAL_S = 3600.0
+
+
+def purge_event_log(db: Database, retention: timedelta) -> int:
+    """Forget logged events older than ``retention``; returns how many."""
+    with db.session() as session:
+        result = session.execute(
+            delete(NotificationEvent).where(col(NotificationEvent.received_at) < now_utc() - retention)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
+    zone = ZoneInfo(settings.digest_time_zone)
 
     async def install_worker(runtime: Runtime) -> None:
         # Made before the consumers start, so their handler can hand deliveries to it.
         runtime.extras[WORKER] = DeliveryWorker.from_settings(runtime.db, settings)
+        event_log_feed(runtime).bind(asyncio.get_running_loop())
 
     async def run_worker(runtime: Runtime) -> None:
         await runtime.extras[WORKER].run()
 
+    async def make_digests(runtime: Runtime) -> None:
+        while True:
+            try:
+                if await asyncio.to_thread(record_due_digests, runtime.db, zone):
+                    runtime.extras[WORKER].wake()
+            except Exception as error:  # the database is away: the next round makes them
+                log.warning("digests: could not make the due digests (%s)", error)
+            await asyncio.sleep(settings.digest_check_interval_s)
+
+    async def purge_old_events(runtime: Runtime) -> None:
+        retention = timedelta(seconds=settings.event_log_retention_s)
+        while True:
+            try:
+                purged = await asyncio.to_thread(purge_event_log, runtime.db, retention)
+                if purged:
+                    log.info("event log: forgot %d events older than %s", purged, retention)
+            except Exception as error:
+                log.warning("event log: purge failed (%s)", error)
+            await asyncio.sleep(PURGE_INTERVAL_S)
+
     def consumers(runtime: Runtime) -> list[EventSubscription]:
         worker: DeliveryWorker = runtime.extras[WORKER]
+        feed = runtime.extras[FEED]
         return [
             EventSubscription(
-                topics=[Topic.pairings.value], group_id=CONSUMER_GROUP, handler=pairings_handler(worker)
+                topics=[Topic.pairings.value], group_id=CONSUMER_GROUP,
+                handler=pairings_handler(worker, on_logged=feed.notify),
             )
         ]
 
     return create_service_app(
         settings=settings,
         title="matchnet notifications",
-        description="Signed webhooks (Standard Webhooks, CloudEvents JSON) of proposed pairings "
-        "to regional offices and partner portals, with retries and a delivery log; and the network's "
-        "API-key registry (issue, list, revoke), which every other service replicates.",
-        routers=[subscriptions_router, deliveries_router, api_keys_router],
+        description="Signed webhooks (Standard Webhooks, CloudEvents JSON) and a Server-Sent Events stream "
+        "of pairing events for regional offices and partner portals, with a durable retry queue, "
+        "replays, daily digests and a delivery log; and the network's API-key registry (issue, list, "
+        "revoke), which every other service replicates.",
+        routers=[subscriptions_router, deliveries_router, stream_router, api_keys_router],
         subscriptions=consumers,
         on_startup=[install_worker],
-        background=[run_worker],
+        background=[run_worker, make_digests, purge_old_events],
     )
 
 
