@@ -65,6 +65,10 @@ class ServiceSettings(BaseSettings):
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
     dev_mode: bool = Field(True, validation_alias=_common("dev_mode"))
+    # On SIGTERM /readyz fails at once; the server stops this much later (load balancers notice first).
+    shutdown_delay_s: float = Field(0.0, ge=0, validation_alias=_common("shutdown_delay_s"))
+    # Stopping consumers, finishing requests and flushing the outbox must end within this.
+    drain_timeout_s: float = Field(10.0, gt=0, validation_alias=_common("drain_timeout_s"))
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -80,6 +84,10 @@ class ServiceSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return sqlite_database_url(self.data_dir, self.service_name)
+
+    def secret_values(self) -> list[str]:
+        """The configured credentials, so logs can leave them out wherever they appear."""
+        return [value for value in (self.bootstrap_admin_key, self.key_registry_api_key) if value]
 
     @property
     def owns_api_keys(self) -> bool:
