@@ -1,11 +1,12 @@
 """The shape every service shares: app factory, lifespan (db, relay, consumers), health, metrics, serving.
 
-Shutting down (SIGTERM from an orchestrator, Ctrl-C): ``/readyz`` answers 503 at once and, after
-``MATCHNET_SHUTDOWN_DELAY_S`` (time for load balancers to notice), the server stops accepting
-requests and finishes those in flight; then the consumers stop after the batch they hold and commit
-the offsets of what they applied, background tasks stop, the outbox relay publishes what is still
-unsent, and telemetry is flushed — within ``MATCHNET_DRAIN_TIMEOUT_S``, after which what is left is
-cancelled (at least once: it is redelivered or republished after the restart).
+Shutting down (SIGTERM from an orchestrator, Ctrl-C): ``/readyz`` answers 503 and the consumers
+stop after the batch they hold, committing the offsets of what they applied, at once; after
+``MATCHNET_SHUTDOWN_DELAY_S`` (time for load balancers to notice) the server stops accepting
+requests and finishes those in flight; then background tasks stop, the outbox relay publishes
+every committed row still unsent, and telemetry is flushed — within ``MATCHNET_DRAIN_TIMEOUT_S``,
+after which what is left is cancelled (at least once: it is redelivered or republished after the
+restart).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ _CONSUMER_TASK_PREFIX = "consume-"
 
 # Set by the signal handler of ``serve``: this process is shutting down (one service per process).
 SHUTTING_DOWN = threading.Event()
+# Called (from the signal handler's thread) when shutting down starts: the consumers stop taking work.
+_shutdown_listeners: list[Callable[[], None]] = []
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -140,11 +143,19 @@ def create_service_app(
         for task_factory in background:
             runtime.tasks.append(asyncio.create_task(task_factory(runtime), name=f"{name}-{task_factory.__name__}"))
         watch_outbox(db, name)
+        loop = asyncio.get_running_loop()
+
+        def stop_consuming() -> None:  # HTTP still serves during the shutdown delay; events wait
+            for consumer in runtime.consumers:
+                loop.call_soon_threadsafe(consumer.request_stop)
+
+        _shutdown_listeners.append(stop_consuming)
         log.info("%s ready on %s:%s (%s)", name, settings.host, settings.port, db.backend)
         try:
             yield
         finally:
             runtime.draining = True
+            _shutdown_listeners.remove(stop_consuming)
             await drain(runtime, settings.drain_timeout_s)
             for hook in on_shutdown:
                 await hook(runtime)
@@ -178,14 +189,16 @@ async def drain(runtime: Runtime, timeout_s: float) -> None:
     for consumer in runtime.consumers:
         consumer.request_stop()
     await _finish(consumer_tasks, deadline)
+    consumers_done = time.monotonic()
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
     runtime.relay.request_stop()
     await _finish(relay_tasks, deadline)
     log.info(
-        "%s drained in %.2fs: consumers stopped (%d events applied), outbox flushed (%d events published, %d unsent)",
-        runtime.settings.service_name, time.monotonic() - started,
+        "%s drained in %.2fs: consumers stopped in %.2fs (%d events applied), outbox flushed "
+        "(%d events published, %d unsent)",
+        runtime.settings.service_name, time.monotonic() - started, consumers_done - started,
         sum(consumer.processed_total for consumer in runtime.consumers), runtime.relay.published_total,
         await asyncio.to_thread(_unsent_count, runtime),
     )
@@ -292,11 +305,14 @@ class _DrainingServer(uvicorn.Server):
         self.delay_s = delay_s
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if SHUTTING_DOWN.is_set() or self.delay_s <= 0:
-            SHUTTING_DOWN.set()
+        first = not SHUTTING_DOWN.is_set()
+        SHUTTING_DOWN.set()
+        if first:
+            for listener in list(_shutdown_listeners):
+                listener()
+        if not first or self.delay_s <= 0:
             super().handle_exit(sig, frame)
             return
-        SHUTTING_DOWN.set()
         log.info("shutdown requested: not ready; stopping in %.1fs", self.delay_s)
         timer = threading.Timer(self.delay_s, super().handle_exit, (sig, frame))
         timer.daemon = True

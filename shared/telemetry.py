@@ -344,8 +344,9 @@ def configure_logging(service: str, level: str, secrets: Iterable[str] = ()) -> 
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # requests are traced, not logged
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
