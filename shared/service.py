@@ -23,13 +23,20 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import SQLModel
 
 from shared.apikeys import ApiKeyReplica, apply_api_key_event
 from shared.auth import ApiKey
 from shared.db import Database
-from shared.errors import BodySizeLimit, install_problem_handlers, problem_response
+from shared.errors import (
+    PROBLEM_SCHEMA,
+    BodySizeLimit,
+    install_problem_handlers,
+    problem_openapi_response,
+    problem_response,
+)
 from shared.events import Topic
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
@@ -172,7 +179,48 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     instrument_fastapi(app)
+    document_conventions(app)
     return app
+
+
+API_KEY_SCHEME = "apiKey"
+
+
+def document_conventions(app: FastAPI) -> None:
+    """Complete ``/openapi.json`` with what every service shares: the bearer API key, the problem
+    responses (401, 403, 404, 413, 422 as ``application/problem+json``, with examples), and a
+    description on every operation."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        components["securitySchemes"] = {API_KEY_SCHEME: {
+            "type": "http", "scheme": "bearer",
+            "description": "An API key, `Authorization: Bearer <key>` (admin, operator, office or partner).",
+        }}
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                responses = operation.setdefault("responses", {})
+                operation.setdefault("description", operation.get("summary", ""))
+                statuses: list[int] = [422] if "422" in responses else []
+                if path.startswith("/v1/"):
+                    operation["security"] = [{API_KEY_SCHEME: []}]
+                    statuses += [401, 403]
+                    if "{" in path:
+                        statuses.append(404)
+                    if method in ("post", "put", "patch"):
+                        statuses += [413, 422]
+                if path == "/readyz":
+                    statuses.append(503)
+                for status in statuses:
+                    responses[str(status)] = problem_openapi_response(status)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def drain(runtime: Runtime, timeout_s: float) -> None:
