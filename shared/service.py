@@ -132,10 +132,11 @@ def create_service_app(
         relay = OutboxRelay(db, publisher.send, poll_interval_s=settings.outbox_poll_interval_s)
         runtime = Runtime(settings=settings, db=db, publisher=publisher, relay=relay)
         app.state.runtime = runtime
-        try:
-            await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
-        except Exception as error:  # the relay and consumers retry; the API serves meanwhile
-            log.warning("%s: could not ensure topics at start (%s)", name, error)
+        if settings.kafka_create_topics:
+            try:
+                await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+            except Exception as error:  # the relay and consumers retry; the API serves meanwhile
+                log.warning("%s: could not ensure topics at start (%s)", name, error)
         for hook in on_startup:
             await hook(runtime)
         runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{name}-outbox-relay"))

@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     # The embedded broker answers a waiting fetch only when this expires: keep it low.
     kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
     kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    # Off where topics are declared with their replication and retention (Strimzi, the compose init job).
+    kafka_create_topics: bool = Field(True, validation_alias=_common("kafka_create_topics"))
     log_level: str = Field("INFO", validation_alias=_common("log_level"))
     bootstrap_admin_key: str | None = Field(None, validation_alias=_common("bootstrap_admin_key"))
     # The service that owns the API-key registry; the others load its list at start (shared.apikeys).
