@@ -119,7 +119,7 @@ def create_service_app(
     """
     name = settings.service_name
     configure_logging(name, settings.log_level, secrets=settings.secret_values())
-    setup_telemetry(name, settings.otlp_endpoint, settings.trace_file)
+    setup_telemetry(name, settings.otlp_endpoint, settings.trace_file, otlp_metrics=settings.otlp_metrics)
     if not settings.owns_api_keys:
         on_startup, subscriptions, background = _with_key_replica(settings, on_startup, subscriptions, background)
 

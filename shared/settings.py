@@ -63,6 +63,8 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, validation_alias=AliasChoices("MATCHNET_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    # Push metrics over OTLP too (off for a traces-only backend such as Jaeger; /metrics serves them anyway).
+    otlp_metrics: bool = Field(True, validation_alias=_common("otlp_metrics"))
     # Writes every finished span as one JSON line to this file (tests, local debugging).
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))

@@ -122,6 +122,7 @@ def setup_telemetry(
     trace_file: Path | None = None,
     exporter: SpanExporter | None = None,
     metric_readers: Sequence[MetricReader] = (),
+    otlp_metrics: bool = True,
 ) -> TracerProvider:
     """Create (once per process) the tracer and meter providers for ``matchnet-<service_name>``.
 
@@ -135,7 +136,7 @@ def setup_telemetry(
         _provider = TracerProvider(resource=resource)
         trace.set_tracer_provider(_provider)
     if _meter_provider is None:
-        _meter_provider = _make_meter_provider(resource, otlp_endpoint, metric_readers)
+        _meter_provider = _make_meter_provider(resource, otlp_endpoint if otlp_metrics else None, metric_readers)
         metrics.set_meter_provider(_meter_provider)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
