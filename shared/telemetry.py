@@ -6,7 +6,8 @@ HTTP spans and metrics follow the stable HTTP semantic conventions (``http.reque
 ``http.route``, ``http.response.status_code``).
 
 Metrics: every service exposes Prometheus text at ``/metrics`` (``metrics_text()``) and, with an
-OTLP endpoint, pushes the same instruments over OTLP/HTTP every ``METRICS_EXPORT_INTERVAL_MS``.
+OTLP endpoint, pushes the same instruments over OTLP/HTTP every ``METRICS_EXPORT_INTERVAL_MS`` (or
+``OTEL_METRIC_EXPORT_INTERVAL`` milliseconds).
 To add instruments anywhere, ask for a meter by the module's name, at import time if you like::
 
     from shared.telemetry import meter
@@ -167,7 +168,7 @@ def _make_meter_provider(
 
         readers.append(PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/metrics"),
-            export_interval_millis=METRICS_EXPORT_INTERVAL_MS,
+            export_interval_millis=float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", METRICS_EXPORT_INTERVAL_MS)),
         ))
     return MeterProvider(resource=resource, metric_readers=readers)
 
