@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -47,6 +47,7 @@ _processing_duration = _meter.create_histogram(
 EventHandler = Callable[[Session, Envelope], None]
 COMMIT_INTERVAL_MS = 200
 LAG_REFRESH_S = 1.0  # consumer lag is recomputed at most this often (read by the metrics)
+STOP_TIMEOUT_S = 2.0  # for the last commit and for leaving the group, each
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: Iterable[str] | None = None) -> None:
@@ -222,9 +223,17 @@ class EventConsumer:
                     await self._refresh_lag()
                     self._lag_refreshed = loop.time()
         finally:
-            with contextlib.suppress(Exception):
-                await self._commit()
-            await self.consumer.stop()
+            # Bounded: a broker that has gone away must not hold a shutdown; what is not committed
+            # is redelivered, and the inbox absorbs it.
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self._commit()
+            except (Exception, TimeoutError) as error:
+                log.warning("consumer %s: offsets not committed (%s); they will be redelivered",
+                            self.group_id, type(error).__name__)
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.consumer.stop()
             self.lag.clear()
 
     async def _commit(self) -> None:
@@ -267,7 +276,9 @@ class EventConsumer:
                 fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
             try:
-                await self.consumer.start()
+                if not await _unless_stopped(self.consumer.start(), self._stop_requested):
+                    await self.consumer.stop()  # joining the group can take seconds: not at shutdown
+                    return
                 self._applied.clear()  # positions of a previous membership are stale
                 self._committed.clear()
                 return
@@ -400,6 +411,23 @@ class EventConsumer:
                     reason=reason,
                 )
             )
+
+
+async def _unless_stopped(operation: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``operation`` to its end (True), unless ``stop`` is set first: then cancel it (False)."""
+    task = asyncio.ensure_future(operation)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # raises what the operation raised
+        return True
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    return False
 
 
 # ---- consumer lag ----------------------------------------------------------------------------
