@@ -16,12 +16,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Link
 from sqlalchemy import Column, Text, bindparam, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -245,10 +246,11 @@ class OutboxRelay:
     async def _publish_in_order(self, batch: list[PendingEvent], mark_later: bool = False) -> list[int]:
         published: list[int] = []
         try:
-            for pending in batch:
-                await self._publish(pending)
-                published.append(pending.seq)
-                self._high_water = max(self._high_water, pending.seq)
+            with _batch_span(batch):
+                for pending in batch:
+                    await self._publish(pending)
+                    published.append(pending.seq)
+                    self._high_water = max(self._high_water, pending.seq)
         except Exception as error:
             if batch:
                 failing = batch[len(published)]
@@ -305,6 +307,24 @@ class OutboxRelay:
                 .where(col(OutboxEvent.seq) == seq)
                 .values(attempts=OutboxEvent.attempts + 1, last_error=error[:2000])
             )
+
+
+@contextlib.contextmanager
+def _batch_span(batch: list[PendingEvent]) -> Iterator[None]:
+    """Several rows published in one go (rows of many requests): one span linking to each row's
+    trace. Each row's ``send`` span still continues its own trace; one row needs no batch span."""
+    if len(batch) < 2:
+        yield
+        return
+    links = [Link(producer, {"messaging.message.id": pending.event_id}) for pending in batch
+             if (producer := trace.get_current_span(context_from_traceparent(pending.traceparent))
+                 .get_span_context()).is_valid]
+    with _tracer.start_as_current_span(
+        "outbox relay batch", context=trace.set_span_in_context(trace.INVALID_SPAN), links=links,
+        attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
+                    "messaging.batch.message_count": len(batch)},
+    ):
+        yield
 
 
 # ---- backlog metrics -------------------------------------------------------------------------

@@ -193,11 +193,27 @@ def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_
     for service in SERVICES:  # the SQL of each service is in the trace
         assert any("db.system" in s["attributes"] for s in spans if s["service"] == f"matchnet-{service}"), service
 
+    # The operator's numbers for the same flow, at each service's /metrics.
+    matcher_metrics = wait_for(lambda: _metrics_with(network, "matcher", 'matchnet_consumer_lag{'), 10,
+                               "the matcher's consumer lag in its metrics")
+    assert 'messaging_consumer_group_name="matchnet-matcher"' in matcher_metrics
+    assert "matchnet_ranking_duration_seconds_count" in matcher_metrics
+    assert "matchnet_pairings_published_total" in matcher_metrics
+    assert 'matchnet_outbox_published_total{cloudevents_event_type="jp.matchnet.pairings.proposed.v1"' \
+        in matcher_metrics
+    needs_metrics = _metrics_with(network, "needs", 'http_route="/v1/needs"')
+    assert needs_metrics and 'http_server_request_duration_seconds_bucket{' in needs_metrics
+
     # And every service logged JSON lines only, naming itself.
     for service in SERVICES:
         for line in network.log_tail(service, lines=100_000).splitlines():
             if line.strip() and not line.startswith("==="):
                 assert json.loads(line)["service"] == f"matchnet-{service}", line
+
+
+def _metrics_with(network: LocalNetwork, service: str, text: str) -> str | None:
+    body = httpx.get(network.urls[service] + "/metrics", timeout=10).text
+    return body if text in body else None
 
 
 def the_whole_trace(network: LocalNetwork, trace_id: str) -> list[dict]:

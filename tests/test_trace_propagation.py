@@ -108,3 +108,32 @@ async def test_one_consumer_batch_serving_several_producers_is_a_receive_span_li
         assert process.parent is not None and process.parent.span_id == producer.span_id
     assert consumer._applied == {TopicPartition("matchnet.needs", 1): 2}  # both offsets are ready to commit
     consumer_db.dispose()
+
+
+async def test_a_relay_batch_of_rows_from_several_requests_links_to_each_and_each_send_keeps_its_trace(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    producer_db = Database(f"sqlite:///{tmp_path / 'needs.db'}", [OutboxEvent])
+    producer_db.create_tables()
+    tracer = trace.get_tracer("test")
+    requests = []
+    for need_id in ("need_relay_a", "need_relay_b", "need_relay_c"):
+        need = need_profile(need_id)
+        with tracer.start_as_current_span(f"POST for {need_id}", kind=trace.SpanKind.SERVER) as request, \
+                producer_db.session() as session:
+            record_event(session, Envelope.wrap(EventType.need_created, "/n", need.id, NeedCreated(need=need)))
+        requests.append(request.get_span_context())
+
+    async def broker(topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        return None
+
+    assert await OutboxRelay(producer_db, broker).publish_pending() == 3  # one read, one batch
+
+    finished = spans.get_finished_spans()
+    [batch] = [s for s in finished if s.name == "outbox relay batch"
+               and {link.context.trace_id for link in s.links} == {r.trace_id for r in requests}]
+    assert batch.parent is None and batch.attributes["messaging.batch.message_count"] == 3
+    for request in requests:
+        [send] = [s for s in finished if s.name == "send matchnet.needs" and s.context.trace_id == request.trace_id]
+        assert send.parent is not None and send.parent.span_id == request.span_id
+    producer_db.dispose()
