@@ -21,7 +21,7 @@ from tests.factories import NEED_BODY, SEED_BODY
 
 pytestmark = pytest.mark.e2e
 
-SHUTDOWN_DELAY_S = 1.5
+SHUTDOWN_DELAY_S = 2.5
 DRAIN_TIMEOUT_S = 8.0
 GRACE_PERIOD_S = SHUTDOWN_DELAY_S + DRAIN_TIMEOUT_S + 2  # what a pod's terminationGracePeriodSeconds would give
 BURST = 30
