@@ -2,7 +2,7 @@
 
     matchnet up [--demo] [--data-dir .data] [--otlp URL] [--postgres URL-PREFIX] [--fresh]
     matchnet demo-load [--seeds-url URL] [--needs-url URL] [--api-key KEY]
-    matchnet serve seeds|needs|matcher|notifications
+    matchnet serve [seeds|needs|matcher|notifications]      (default $MATCHNET_SERVICE)
     matchnet migrate seeds|needs|matcher|notifications|all [--data-dir DIR] [--postgres URL-PREFIX]
     matchnet keys issue --role office --office-id office-13 [--label TEXT]
     matchnet keys list [--role office] [--revoked | --active]
@@ -68,6 +68,7 @@ from shared.service import COMMON_TABLES
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, ServiceSettings
 
 ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"
+SERVICE_ENV = "MATCHNET_SERVICE"
 EVENT_LOG_FETCH_WAIT_MS = 200
 TITLE_COLUMNS = 32  # display width of a title in an event line (a CJK character counts 2)
 
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"an admin (or office) key; default ${ADMIN_KEY_ENV}")
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=SERVICES, nargs="?", default=os.environ.get(SERVICE_ENV),
+                       help=f"default ${SERVICE_ENV} (how the container image picks its service)")
 
     migrate = commands.add_parser("migrate", help="migrate a service's database (or all four) to the newest revision")
     migrate.add_argument("service", choices=[*SERVICES, "all"])
@@ -402,6 +404,9 @@ def cmd_demo_load(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.service not in SERVICES:
+        print(f"matchnet serve: name a service ({', '.join(SERVICES)}) or set ${SERVICE_ENV}", file=sys.stderr)
+        return 2
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", f"services.{args.service}"])
     return 0  # not reached: exec replaces this process

@@ -162,3 +162,73 @@ class BodySizeLimit:
             instance=scope.get("path"),
         )
         await response(scope, receive, send)
+
+
+# ---- the problem responses in OpenAPI ----------------------------------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details; ``errors`` names each offending field.",
+    "required": ["type", "title", "status"],
+    "examples": [{
+        "type": "https://matchnet.example.jp/problems/validation", "title": "Validation failed", "status": 422,
+        "detail": "prefecture: unknown prefecture code", "instance": "/v1/needs",
+        "errors": [{"field": "prefecture", "message": "unknown prefecture code"}],
+    }],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": "What kind of problem, as a URI."},
+        "title": {"type": "string", "description": "Short, the same for every problem of this type."},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status.",
+                   "examples": [422]},
+        "detail": {"type": "string", "description": "What went wrong this time."},
+        "instance": {"type": "string", "description": "The path of the request."},
+        "errors": {
+            "type": "array",
+            "description": "One entry per offending field.",
+            "examples": [[{"field": "prefecture", "message": "unknown prefecture code"}]],
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string", "description": "The field, dotted for nested ones.",
+                              "examples": ["prefecture"]},
+                    "message": {"type": "string", "description": "What is wrong with it.",
+                                "examples": ["unknown prefecture code"]},
+                },
+            },
+        },
+    },
+}
+
+_PROBLEM_EXAMPLES: dict[int, tuple[str, str, dict[str, Any]]] = {
+    401: ("Unauthorized", "Missing, unknown or revoked API key",
+          {"detail": "send a valid API key as 'Authorization: Bearer <key>'"}),
+    403: ("Forbidden", "The key's role may not do this", {"detail": "this action needs one of the roles: admin"}),
+    404: ("Not found", "No such resource, or not visible to the caller", {"detail": "no need need_0190f3"}),
+    400: ("Unreadable file", "The body cannot be read as a whole", {"detail": "CSV columns named twice: title"}),
+    409: ("Conflict", "The request conflicts with the current state", {}),
+    412: ("Precondition failed", "If-Match names an older version", {"detail": "the seed is at version 3"}),
+    415: ("Unsupported media type", "Another body type than the route reads",
+          {"detail": "send CSV as text/csv or JSON Lines as application/x-ndjson"}),
+    428: ("Precondition required", "A change needs If-Match", {"detail": "send If-Match with the ETag you read"}),
+    413: ("Payload too large", "The body is over 1 MiB",
+          {"detail": f"request bodies are limited to {MAX_BODY_BYTES} bytes"}),
+    422: ("Validation failed", "A field is missing or invalid; each one is named", {
+        "detail": "prefecture: String should match pattern '^(0[1-9]|[1-3][0-9]|4[0-7])$'",
+        "errors": [{"field": "prefecture", "message": "String should match pattern '^(0[1-9]|[1-3][0-9]|4[0-7])$'"}],
+    }),
+    503: ("Not ready", "A dependency is unreachable, or the service is shutting down",
+          {"detail": "database: ok; broker: unreachable; workers: ok"}),
+}
+
+
+def problem_openapi_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of a problem with ``status``, with an example."""
+    title, description, extra = _PROBLEM_EXAMPLES.get(status, ("HTTP error", "An error", {}))
+    example = {"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title, "status": status,
+               "instance": "/v1/needs", **extra}
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": example}},
+    }

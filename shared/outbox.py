@@ -14,20 +14,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from sqlalchemy import Column, Text, bindparam, update
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Link
+from sqlalchemy import Column, Text, bindparam, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.db import OUTBOX_ROWS, Database
 from shared.events import Envelope
-from shared.telemetry import context_from_traceparent, current_traceparent, inject_kafka_headers
+from shared.telemetry import context_from_traceparent, current_traceparent, inject_kafka_headers, meter
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+_meter = meter(__name__)
+_published = _meter.create_counter(
+    "matchnet.outbox.published", unit="{event}", description="Events the outbox relay published to Kafka"
+)
+_publish_failures = _meter.create_counter(
+    "matchnet.outbox.publish_failures", unit="{attempt}", description="Publish attempts the broker refused or missed"
+)
 
 # (topic, key, value, headers) -> awaits the broker's acknowledgement
 SendFunction = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[object]]
@@ -121,7 +132,17 @@ class OutboxRelay:
         # path of the next event; a crash before the mark re-publishes (consumers dedupe).
         self._unmarked: set[int] = set()
         self._marker: asyncio.Task[None] | None = None
+        self._stopping = False
         self.published_total = 0
+
+    def request_stop(self) -> None:
+        """Publish what is committed and unsent, then end ``run`` (shutdown; the drain waits for it)."""
+        self._stopping = True
+        self._wakeup.set()
+
+    def backlog(self) -> tuple[int, float]:
+        """How many rows are unsent, and the age in seconds of the oldest (0 when none)."""
+        return outbox_backlog(self.db)
 
     def hand_over(self, committed: list[PendingEvent]) -> None:
         """Thread-safe: rows a transaction has just committed, to publish without reading them back."""
@@ -140,6 +161,9 @@ class OutboxRelay:
             while True:
                 self._wakeup.clear()
                 try:
+                    if self._stopping:
+                        await self._flush()
+                        return
                     if self._read_database:
                         self._read_database = False
                         if await self.publish_pending() >= self.batch_size:
@@ -155,6 +179,11 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # the broker is down or refused: keep the rows, retry
+                    _publish_failures.add(1)
+                    if self._stopping:
+                        log.warning("outbox relay: could not flush at shutdown (%s); the rows wait for the restart",
+                                    error)
+                        return
                     log.warning("outbox relay: publish failed (%s), retrying in %.1fs", error, backoff)
                     self._handed.clear()  # they are in the database, unpublished: read them from there
                     self._read_database = True
@@ -169,6 +198,13 @@ class OutboxRelay:
                     self._mark_published(sorted(self._unmarked))
                 except Exception as error:  # they will be published again: at least once
                     log.warning("outbox relay: could not mark %d rows at shutdown (%s)", len(self._unmarked), error)
+
+    async def _flush(self) -> None:
+        """Everything committed so far: what was handed over, then every unsent row in the database."""
+        if self._handed:
+            await self._publish_handed()
+        while await self.publish_pending() >= self.batch_size:
+            pass
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel racing the wake-up.
@@ -210,10 +246,11 @@ class OutboxRelay:
     async def _publish_in_order(self, batch: list[PendingEvent], mark_later: bool = False) -> list[int]:
         published: list[int] = []
         try:
-            for pending in batch:
-                await self._publish(pending)
-                published.append(pending.seq)
-                self._high_water = max(self._high_water, pending.seq)
+            with _batch_span(batch):
+                for pending in batch:
+                    await self._publish(pending)
+                    published.append(pending.seq)
+                    self._high_water = max(self._high_water, pending.seq)
         except Exception as error:
             if batch:
                 failing = batch[len(published)]
@@ -247,6 +284,7 @@ class OutboxRelay:
         ):
             inject_kafka_headers(headers)
             await self.send(pending.topic, key, value, headers)
+        _published.add(1, {"messaging.destination.name": pending.topic, "cloudevents.event_type": pending.event_type})
 
     def _load_pending(self) -> list[OutboxEvent]:
         with self.db.session() as session:
@@ -269,3 +307,103 @@ class OutboxRelay:
                 .where(col(OutboxEvent.seq) == seq)
                 .values(attempts=OutboxEvent.attempts + 1, last_error=error[:2000])
             )
+
+
+@contextlib.contextmanager
+def _batch_span(batch: list[PendingEvent]) -> Iterator[None]:
+    """Several rows published in one go (rows of many requests): one span linking to each row's
+    trace. Each row's ``send`` span still continues its own trace; one row needs no batch span."""
+    if len(batch) < 2:
+        yield
+        return
+    links = [Link(producer, {"messaging.message.id": pending.event_id}) for pending in batch
+             if (producer := trace.get_current_span(context_from_traceparent(pending.traceparent))
+                 .get_span_context()).is_valid]
+    with _tracer.start_as_current_span(
+        "outbox relay batch", context=trace.set_span_in_context(trace.INVALID_SPAN), links=links,
+        attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
+                    "messaging.batch.message_count": len(batch)},
+    ):
+        yield
+
+
+# ---- backlog metrics -------------------------------------------------------------------------
+
+_BACKLOG = (
+    _OUTBOX.select()
+    .with_only_columns(func.count(), func.min(_OUTBOX.c.created_at))
+    .where(_OUTBOX.c.published_at.is_(None))
+)
+
+
+def outbox_backlog(db: Database) -> tuple[int, float]:
+    """(unsent rows, age in seconds of the oldest unsent row or 0) of ``db``'s outbox."""
+    with db.engine.connect() as connection:
+        count, oldest = connection.execute(_BACKLOG).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    if oldest.tzinfo is None:  # SQLite keeps no zone: the column stores UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
+
+class _WatchedOutboxes:
+    """The outboxes this process reports on; one read serves both gauges of a collection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._databases: dict[str, Database] = {}
+        self._cache: dict[str, tuple[float, tuple[int, float]]] = {}
+
+    def add(self, db: Database, service: str) -> None:
+        with self._lock:
+            self._databases[service] = db
+
+    def remove(self, db: Database) -> None:
+        with self._lock:
+            for service in [name for name, watched in self._databases.items() if watched is db]:
+                del self._databases[service]
+                self._cache.pop(service, None)
+
+    def states(self) -> list[tuple[str, tuple[int, float]]]:
+        with self._lock:
+            databases = list(self._databases.items())
+        states = []
+        for service, db in databases:
+            cached = self._cache.get(service)
+            if cached is None or time.monotonic() - cached[0] > 1.0:
+                try:
+                    cached = (time.monotonic(), outbox_backlog(db))
+                except Exception:  # the database is away: report nothing rather than fail the scrape
+                    continue
+                self._cache[service] = cached
+            states.append((service, cached[1]))
+        return states
+
+
+_watched = _WatchedOutboxes()
+
+
+def watch_outbox(db: Database, service: str) -> None:
+    """Report ``db``'s outbox backlog and age in this process's metrics (until ``unwatch_outbox``)."""
+    _watched.add(db, service)
+
+
+def unwatch_outbox(db: Database) -> None:
+    _watched.remove(db)
+
+
+def _observe_backlog(options: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(count, {"matchnet.service": service}) for service, (count, _) in _watched.states()]
+
+
+def _observe_age(options: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(age, {"matchnet.service": service}) for service, (_, age) in _watched.states()]
+
+
+_meter.create_observable_gauge(
+    "matchnet.outbox.backlog", [_observe_backlog], unit="{event}", description="Outbox rows not yet published"
+)
+_meter.create_observable_gauge(
+    "matchnet.outbox.oldest_age", [_observe_age], unit="s", description="Age of the oldest unpublished outbox row"
+)

@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     # The embedded broker answers a waiting fetch only when this expires: keep it low.
     kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
     kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    # Off where topics are declared with their replication and retention (Strimzi, the compose init job).
+    kafka_create_topics: bool = Field(True, validation_alias=_common("kafka_create_topics"))
     log_level: str = Field("INFO", validation_alias=_common("log_level"))
     bootstrap_admin_key: str | None = Field(None, validation_alias=_common("bootstrap_admin_key"))
     # The service that owns the API-key registry; the others load its list at start (shared.apikeys).
@@ -61,9 +63,15 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, validation_alias=AliasChoices("MATCHNET_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    # Push metrics over OTLP too (off for a traces-only backend such as Jaeger; /metrics serves them anyway).
+    otlp_metrics: bool = Field(True, validation_alias=_common("otlp_metrics"))
     # Writes every finished span as one JSON line to this file (tests, local debugging).
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
+    # On SIGTERM /readyz fails at once; the server stops this much later (load balancers notice first).
+    shutdown_delay_s: float = Field(0.0, ge=0, validation_alias=_common("shutdown_delay_s"))
+    # Stopping consumers, finishing requests and flushing the outbox must end within this.
+    drain_timeout_s: float = Field(10.0, gt=0, validation_alias=_common("drain_timeout_s"))
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -79,6 +87,10 @@ class ServiceSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return sqlite_database_url(self.data_dir, self.service_name)
+
+    def secret_values(self) -> list[str]:
+        """The configured credentials, so logs can leave them out wherever they appear."""
+        return [value for value in (self.bootstrap_admin_key, self.key_registry_api_key) if value]
 
     @property
     def owns_api_keys(self) -> bool:

@@ -1,21 +1,54 @@
-"""OpenTelemetry for a service in one call, and W3C trace context carried in Kafka headers.
+"""OpenTelemetry for a service in one call: traces, metrics, JSON logs; W3C trace context in Kafka headers.
 
-Export: OTLP/HTTP when an endpoint is configured; a JSON-lines file when ``MATCHNET_TRACE_FILE`` is
+Traces: OTLP/HTTP when an endpoint is configured; a JSON-lines file when ``MATCHNET_TRACE_FILE`` is
 set; an exporter passed in (tests use the in-memory one); otherwise spans are made but not exported.
+HTTP spans and metrics follow the stable HTTP semantic conventions (``http.request.method``,
+``http.route``, ``http.response.status_code``).
+
+Metrics: every service exposes Prometheus text at ``/metrics`` (``metrics_text()``) and, with an
+OTLP endpoint, pushes the same instruments over OTLP/HTTP every ``METRICS_EXPORT_INTERVAL_MS`` (or
+``OTEL_METRIC_EXPORT_INTERVAL`` milliseconds).
+To add instruments anywhere, ask for a meter by the module's name, at import time if you like::
+
+    from shared.telemetry import meter
+
+    _deliveries = meter(__name__).create_counter(
+        "matchnet.deliveries.succeeded", unit="{delivery}", description="Webhook deliveries that succeeded"
+    )
+    _deliveries.add(1, {"matchnet.subscription.kind": "office"})
+
+``meter(name)`` works whether or not ``setup_telemetry`` has run yet: before it, the API hands out
+proxy instruments that start recording once the provider is set; in a process that never sets it
+up (unit tests), they record nothing. Name instruments ``matchnet.<area>.<what>`` with a unit
+(``s`` for durations, ``{event}``-style annotations for counts); Prometheus shows
+``matchnet.deliveries.succeeded`` as ``matchnet_deliveries_succeeded_total``. Keep attribute values
+few (a topic, a status), never an id.
+
+Logs: ``configure_logging`` writes JSON lines (time, level, service, logger, message, trace_id,
+span_id, event_id when an event is being handled) through ``RedactingFilter``, which removes API
+keys, ``whsec_`` secrets, Authorization headers and the values pydantic and SQLAlchemy quote in
+their errors, so neither secrets nor confidential text reach a log.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
+import re
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -77,7 +110,11 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
 
 
 _provider: TracerProvider | None = None
+_meter_provider: MeterProvider | None = None
 _instrumented_httpx = False
+METRICS_EXPORT_INTERVAL_MS = 15_000
+# The stable HTTP conventions (http.request.method, http.route, …) for spans and metrics alike.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 
 def setup_telemetry(
@@ -85,12 +122,23 @@ def setup_telemetry(
     otlp_endpoint: str | None = None,
     trace_file: Path | None = None,
     exporter: SpanExporter | None = None,
+    metric_readers: Sequence[MetricReader] = (),
+    otlp_metrics: bool = True,
 ) -> TracerProvider:
-    """Create (once per process) the tracer provider for ``matchnet-<service_name>`` and instrument httpx."""
-    global _provider, _instrumented_httpx
+    """Create (once per process) the tracer and meter providers for ``matchnet-<service_name>``.
+
+    Traces go to OTLP, the trace file and ``exporter`` (each when given); metrics to the Prometheus
+    registry (``/metrics``), to OTLP when an endpoint is given, and to ``metric_readers`` (tests).
+    The meter provider is made by the first call: later calls add span exporters only.
+    """
+    global _provider, _meter_provider, _instrumented_httpx
+    resource = Resource.create({"service.name": f"matchnet-{service_name}"})
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": f"matchnet-{service_name}"}))
+        _provider = TracerProvider(resource=resource)
         trace.set_tracer_provider(_provider)
+    if _meter_provider is None:
+        _meter_provider = _make_meter_provider(resource, otlp_endpoint if otlp_metrics else None, metric_readers)
+        metrics.set_meter_provider(_meter_provider)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -109,12 +157,55 @@ def setup_telemetry(
     return _provider
 
 
+def _make_meter_provider(
+    resource: Resource, otlp_endpoint: str | None, extra_readers: Sequence[MetricReader]
+) -> MeterProvider:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    readers: list[MetricReader] = [PrometheusMetricReader(), *extra_readers]
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/metrics"),
+            export_interval_millis=float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", METRICS_EXPORT_INTERVAL_MS)),
+        ))
+    return MeterProvider(resource=resource, metric_readers=readers)
+
+
+def meter(name: str) -> metrics.Meter:
+    """The meter for ``name`` (a module's ``__name__``); usable before or without ``setup_telemetry``."""
+    return metrics.get_meter(name)
+
+
+def metrics_text() -> tuple[bytes, str]:
+    """The Prometheus exposition of this process's metrics, and its content type (for ``/metrics``).
+
+    Reading it runs the observable instruments' callbacks (which may query the database): call it
+    off the event loop.
+    """
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    with suppress_tracing():  # a scrape's own database reads are not part of any trace
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+@contextmanager
+def suppress_tracing() -> Iterator[None]:
+    """No spans from instrumented libraries inside (metrics collection, housekeeping reads)."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
 def instrument_fastapi(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     # The ASGI "receive"/"send" sub-spans say nothing an operator needs and cost three spans a request.
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
+        app, tracer_provider=_provider, meter_provider=_meter_provider,
+        excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"],
     )
 
 
@@ -125,8 +216,11 @@ def instrument_engine(engine: Any) -> None:
 
 
 def shutdown_telemetry() -> None:
+    """Flush what is buffered: the last spans and, over OTLP, the last metric values."""
     if _provider is not None:
         _provider.force_flush()
+    if _meter_provider is not None:
+        _meter_provider.force_flush(timeout_millis=5_000)
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -158,7 +252,103 @@ def context_from_kafka_headers(headers: KafkaHeaders) -> otel_context.Context:
     return propagate.extract(carrier)
 
 
-def meter(name: str) -> metrics.Meter:
-    """A meter from the process's meter provider (a no-op until one is installed; instruments made
-    before that are bound to it when it is)."""
-    return metrics.get_meter(name)
+# ---- logs ------------------------------------------------------------------------------------
+
+# The CloudEvents id of the event this task (or the thread it handed work to) is handling.
+current_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("matchnet_event_id", default=None)
+
+REDACTED = "[redacted]"
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization headers in any spelling a log may show them: a dict, a header line, a repr.
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)\bbearer\s+[^\s'\",}]+"), f"Bearer {REDACTED}"),
+    (re.compile(r"\bmnk_[A-Za-z0-9_\-]+"), f"mnk_{REDACTED}"),  # API keys
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_\-]+"), f"whsec_{REDACTED}"),  # webhook signing secrets
+    (re.compile(r"\bmn_admin_[A-Za-z0-9_\-]+"), f"mn_admin_{REDACTED}"),  # bootstrap keys LocalNetwork makes
+    # Values quoted by pydantic and SQLAlchemy errors: they may be a need's confidential text.
+    (re.compile(r"input_value=.*?(?=, input_type=)", re.S), f"input_value={REDACTED}"),
+    (re.compile(r"\[parameters: .*?\]$", re.S | re.M), f"[parameters: {REDACTED}]"),
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without API keys, webhook secrets, Authorization values, quoted input values, or ``secrets``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message and exception text with ``redact`` (attach to a handler).
+
+    ``secrets`` are literal values to remove wherever they appear (the configured admin keys).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 8)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        record.exc_info = None  # the formatter shows exc_text, the redacted one
+        return True
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record: time, level, service, logger, message, trace_id, span_id, event_id."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+        event_id = current_event_id.get()
+        if event_id:
+            entry["event_id"] = event_id
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_LOG_HANDLER_NAME = "matchnet-json"
+
+
+def configure_logging(service: str, level: str, secrets: Iterable[str] = ()) -> None:
+    """JSON lines on stderr for every logger of the process (uvicorn's too), secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLinesFormatter(f"matchnet-{service}"))
+    handler.addFilter(RedactingFilter(secrets))
+    handler.set_name(_LOG_HANDLER_NAME)
+    root = logging.getLogger()
+    for old in list(root.handlers):  # ours from an earlier call; others (a test runner's) stay
+        if old.get_name() == _LOG_HANDLER_NAME:
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # requests are traced, not logged
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)

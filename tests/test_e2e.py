@@ -11,15 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from standardwebhooks.webhooks import Webhook
 
 from matchnet.network import LocalNetwork
 from shared.events import Envelope, EventType, NeedCreated
 from shared.kafka import EventPublisher
 from tests.e2e_support import (
+    SERVICES,
     ReceivedWebhook,
     WebhookReceiver,
     postgres_admin_url,
@@ -75,10 +74,14 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def client(net: LocalNetwork, service: str, **headers: str) -> httpx.Client:
-    return httpx.Client(
+    """A client as an office has one: it sends the headers given (a traceparent too), and no span of
+    this test process (where other tests may have instrumented httpx) sits between."""
+    office_client = httpx.Client(
         base_url=net.urls[service], timeout=10.0,
         headers={"Authorization": f"Bearer {net.admin_key}", **headers},
     )
+    HTTPXClientInstrumentor.uninstrument_client(office_client)
+    return office_client
 
 
 def subscribe_office(net: LocalNetwork, receiver: WebhookReceiver, prefecture: str) -> str:
@@ -92,9 +95,9 @@ def subscribe_office(net: LocalNetwork, receiver: WebhookReceiver, prefecture: s
     return secret
 
 
-def register_seed_and_wait_until_indexed(net: LocalNetwork) -> str:
+def register_seed_and_wait_until_indexed(net: LocalNetwork, **headers: str) -> str:
     """A seed the matcher knows: a need posted afterwards is ranked against it (topics are independent)."""
-    with client(net, "seeds") as seeds:
+    with client(net, "seeds", **headers) as seeds:
         response = seeds.post("/v1/seeds", json=SEED_BODY)
     assert response.status_code == 201, response.text
     with client(net, "matcher") as matcher:
@@ -110,25 +113,23 @@ def the_only_delivery_for(receiver: WebhookReceiver, need_id: str) -> ReceivedWe
     return deliveries[0]
 
 
+class OfficeTrace:
+    """The office's side of a trace: a span of its own system, whose context its requests carry."""
+
+    def __init__(self) -> None:
+        self.trace_id = secrets.token_hex(16)
+        self.span_id = secrets.token_hex(8)
+        self.traceparent = f"00-{self.trace_id}-{self.span_id}-01"
+
+
 def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_post(
     network: LocalNetwork, receiver: WebhookReceiver
 ) -> None:
     secret = subscribe_office(network, receiver, prefecture=NEED_BODY["prefecture"])
-    seed_id = register_seed_and_wait_until_indexed(network)
-
-    trace_id = secrets.token_hex(16)
-    # The office's side of the trace: the POST carries this trace id whether or not httpx is
-    # instrumented in this process (an instrumented client adds its span as a child).
-    office_span = NonRecordingSpan(
-        SpanContext(int(trace_id, 16), int(secrets.token_hex(8), 16), is_remote=False, trace_flags=TraceFlags(1))
-    )
-    traceparent = f"00-{trace_id}-{format(office_span.get_span_context().span_id, '016x')}-01"
-    token = otel_context.attach(trace.set_span_in_context(office_span))
-    try:
-        with client(network, "needs", traceparent=traceparent) as needs:
-            need = needs.post("/v1/needs", json=NEED_BODY)
-    finally:
-        otel_context.detach(token)
+    office = OfficeTrace()  # the office registers a seed, then a need, in one piece of work
+    seed_id = register_seed_and_wait_until_indexed(network, traceparent=office.traceparent)
+    with client(network, "needs", traceparent=office.traceparent) as needs:
+        need = needs.post("/v1/needs", json=NEED_BODY)
     assert need.status_code == 201, need.text
     need_id = need.json()["id"]
 
@@ -144,28 +145,120 @@ def test_office_webhook_receives_one_signed_ranked_pairing_traced_from_the_need_
     assert top["rank"] == 1 and 0 < top["score"] <= 1
     assert "排熱" in top["explanation"]["shared_terms"]
 
-    wanted = {"matchnet-needs", "matchnet-matcher", "matchnet-notifications"}
+    spans = the_whole_trace(network, office.trace_id)
+    hop = TraceHops(spans)
+    # One trace, four services.
+    assert {s["service"] for s in spans} == {f"matchnet-{name}" for name in SERVICES}
+    # The office's two requests, each continued through its outbox row and Kafka headers.
+    seed_post = hop.one("matchnet-seeds", "SERVER", "POST /v1/seeds")
+    need_post = hop.one("matchnet-needs", "SERVER", "POST /v1/needs")
+    assert hop.descends_from(seed_post, office.span_id) and hop.descends_from(need_post, office.span_id)
+    seed_send = hop.one("matchnet-seeds", "PRODUCER", "send matchnet.seeds")
+    need_send = hop.one("matchnet-needs", "PRODUCER", "send matchnet.needs")
+    assert hop.descends_from(seed_send, seed_post["span_id"]) and hop.descends_from(need_send, need_post["span_id"])
+    seed_process = hop.one("matchnet-matcher", "CONSUMER", "process matchnet.seeds")
+    need_process = hop.one("matchnet-matcher", "CONSUMER", "process matchnet.needs")
+    assert seed_process["parent_span_id"] == seed_send["span_id"]
+    assert need_process["parent_span_id"] == need_send["span_id"]
+    # The matcher ranks inside the processing of the need and publishes the pairings from there.
+    rank = hop.child_of(need_process, "rank")
+    pairings_send = hop.child_of(need_process, "send matchnet.pairings")
+    assert rank["kind"] == "INTERNAL" and pairings_send["kind"] == "PRODUCER"
+    assert rank["attributes"]["matchnet.trigger_id"] == need_id
+    pairings_process = hop.one("matchnet-notifications", "CONSUMER", "process matchnet.pairings")
+    assert pairings_process["parent_span_id"] == pairings_send["span_id"]
+    webhook = hop.child_of(pairings_process, "webhook deliver")
+    webhook_post = hop.child_of(webhook, "POST")
+    assert webhook_post["kind"] == "CLIENT" and webhook_post["attributes"]["http.response.status_code"] == 200
 
-    def spans_of_the_trace() -> list[dict] | None:
+    # Semantic conventions on every hop.
+    assert need_post["attributes"]["http.request.method"] == "POST"
+    assert need_post["attributes"]["http.route"] == "/v1/needs"
+    assert need_post["attributes"]["http.response.status_code"] == 201
+    groups = {"matchnet-matcher": "matchnet-matcher", "matchnet-notifications": "matchnet-notifications"}
+    for span in (seed_send, need_send, pairings_send, seed_process, need_process, pairings_process):
+        attributes = span["attributes"]
+        assert attributes["messaging.system"] == "kafka"
+        assert attributes["messaging.destination.name"] == span["name"].split(" ", 1)[1]
+        assert attributes["messaging.operation.type"] == ("send" if span["kind"] == "PRODUCER" else "process")
+        assert attributes["messaging.kafka.message.key"] and attributes["cloudevents.event_id"]
+        assert attributes["cloudevents.event_id"] == attributes["messaging.message.id"]
+        if span["kind"] == "CONSUMER":
+            assert attributes["messaging.consumer.group.name"] == groups[span["service"]]
+            # the consumer reads the very event the producer sent
+            producer = hop.by_id[span["parent_span_id"]]
+            assert producer["attributes"]["cloudevents.event_id"] == attributes["cloudevents.event_id"]
+    assert need_send["attributes"]["messaging.kafka.message.key"] == need_id
+    assert pairings_send["attributes"]["messaging.kafka.message.key"] == "office-13"
+    for service in SERVICES:  # the SQL of each service is in the trace
+        assert any("db.system" in s["attributes"] for s in spans if s["service"] == f"matchnet-{service}"), service
+
+    # The operator's numbers for the same flow, at each service's /metrics.
+    matcher_metrics = wait_for(lambda: _metrics_with(network, "matcher", 'matchnet_consumer_lag{'), 10,
+                               "the matcher's consumer lag in its metrics")
+    assert 'messaging_consumer_group_name="matchnet-matcher"' in matcher_metrics
+    assert "matchnet_ranking_duration_seconds_count" in matcher_metrics
+    assert "matchnet_pairings_published_total" in matcher_metrics
+    assert 'matchnet_outbox_published_total{cloudevents_event_type="jp.matchnet.pairings.proposed.v1"' \
+        in matcher_metrics
+    needs_metrics = _metrics_with(network, "needs", 'http_route="/v1/needs"')
+    assert needs_metrics and 'http_server_request_duration_seconds_bucket{' in needs_metrics
+
+    # And every service logged JSON lines only, naming itself.
+    for service in SERVICES:
+        for line in network.log_tail(service, lines=100_000).splitlines():
+            if line.strip() and not line.startswith("==="):
+                assert json.loads(line)["service"] == f"matchnet-{service}", line
+
+
+def _metrics_with(network: LocalNetwork, service: str, text: str) -> str | None:
+    body = httpx.get(network.urls[service] + "/metrics", timeout=10).text
+    return body if text in body else None
+
+
+def the_whole_trace(network: LocalNetwork, trace_id: str) -> list[dict]:
+    """Every span of the trace, once the webhook's POST (the last hop) has been written."""
+    assert network.trace_file is not None
+
+    def complete() -> list[dict] | None:
         spans = [s for s in read_spans(network.trace_file) if s["trace_id"] == trace_id]
-        delivered = any(s["kind"] == "CLIENT" and s["service"] == "matchnet-notifications" for s in spans)
-        return spans if wanted <= {s["service"] for s in spans} and delivered else None
+        delivered = any(s["name"] == "POST" and s["service"] == "matchnet-notifications" for s in spans)
+        return spans if delivered else None
 
     try:
-        spans = wait_for(spans_of_the_trace, 20, "spans of the need's trace from needs, matcher and notifications")
+        return wait_for(complete, 20, "the webhook POST in the need's trace")
     except AssertionError:
         seen = sorted({(s["service"], s["kind"], s["name"]) for s in read_spans(network.trace_file)
                        if s["trace_id"] == trace_id})
         raise AssertionError(f"the trace {trace_id} has only: {seen}") from None
-    kinds = {(s["service"], s["kind"]) for s in spans}
-    assert ("matchnet-needs", "SERVER") in kinds
-    assert ("matchnet-needs", "PRODUCER") in kinds
-    assert ("matchnet-matcher", "CONSUMER") in kinds
-    assert ("matchnet-matcher", "PRODUCER") in kinds
-    assert ("matchnet-notifications", "CONSUMER") in kinds
-    consumer = next(s for s in spans if s["service"] == "matchnet-matcher" and s["kind"] == "CONSUMER")
-    assert consumer["attributes"]["messaging.system"] == "kafka"
-    assert consumer["attributes"]["messaging.destination.name"] == "matchnet.needs"
+
+
+class TraceHops:
+    """Look-ups in one trace's spans."""
+
+    def __init__(self, spans: list[dict]) -> None:
+        self.spans = spans
+        self.by_id = {s["span_id"]: s for s in spans}
+
+    def one(self, service: str, kind: str, name: str) -> dict:
+        found = [s for s in self.spans if (s["service"], s["kind"], s["name"]) == (service, kind, name)]
+        assert len(found) == 1, f"{len(found)} spans {service} {kind} {name!r}"
+        return found[0]
+
+    def child_of(self, parent: dict, name: str) -> dict:
+        found = [s for s in self.spans if s["parent_span_id"] == parent["span_id"] and s["name"] == name]
+        assert len(found) == 1, f"{len(found)} spans {name!r} under {parent['name']!r}"
+        return found[0]
+
+    def descends_from(self, span: dict, ancestor_id: str) -> bool:
+        parent = span["parent_span_id"]
+        while parent is not None:
+            if parent == ancestor_id:
+                return True
+            if parent not in self.by_id:
+                return False
+            parent = self.by_id[parent]["parent_span_id"]
+        return False
 
 
 def test_a_redelivered_event_causes_no_second_pairing_and_no_second_webhook(

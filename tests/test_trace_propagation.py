@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlmodel import Session
@@ -16,7 +16,7 @@ from shared.events import Envelope, EventType, NeedCreated
 from shared.inbox import INBOX_TABLES
 from shared.kafka import EventConsumer
 from shared.outbox import OutboxEvent, OutboxRelay, record_event
-from shared.telemetry import setup_telemetry
+from shared.telemetry import inject_kafka_headers, setup_telemetry
 from tests.factories import need_profile
 
 
@@ -71,3 +71,69 @@ async def test_the_consumer_span_continues_the_trace_of_the_write_through_outbox
     assert handled == [format(trace_id, "032x")]
     producer_db.dispose()
     consumer_db.dispose()
+
+
+async def test_one_consumer_batch_serving_several_producers_is_a_receive_span_linking_to_each(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    consumer_db = Database(f"sqlite:///{tmp_path / 'matcher.db'}", INBOX_TABLES)
+    consumer_db.create_tables()
+    tracer = trace.get_tracer("test")
+    records, producers = [], []
+    for offset, need_id in enumerate(["need_batch_a", "need_batch_b"]):
+        need = need_profile(need_id)
+        key, value, headers = Envelope.wrap(EventType.need_created, "/n", need.id, NeedCreated(need=need)).to_kafka()
+        with tracer.start_as_current_span(f"send for {need_id}", kind=trace.SpanKind.PRODUCER) as producer:
+            inject_kafka_headers(headers)
+        producers.append(producer.get_span_context())
+        records.append(ConsumerRecord(
+            topic="matchnet.needs", partition=1, offset=offset, timestamp=0, timestamp_type=0, key=key, value=value,
+            checksum=None, serialized_key_size=len(key), serialized_value_size=len(value), headers=tuple(headers),
+        ))
+    consumer = EventConsumer(db=consumer_db, topics=["matchnet.needs"], group_id="batch-group",
+                             handler=lambda session, envelope: None, bootstrap_servers="127.0.0.1:1")
+
+    await consumer._process_batch(TopicPartition("matchnet.needs", 1), records)
+
+    finished = spans.get_finished_spans()
+    [receive] = [s for s in finished if s.name == "receive matchnet.needs"]
+    assert receive.kind == trace.SpanKind.CONSUMER and receive.parent is None
+    assert {link.context.trace_id for link in receive.links} == {p.trace_id for p in producers}
+    assert receive.attributes["messaging.batch.message_count"] == 2
+    assert receive.attributes["messaging.operation.type"] == "receive"
+    assert receive.attributes["messaging.consumer.group.name"] == "batch-group"
+    for producer in producers:  # each event's own processing still continues its producer's trace
+        [process] = [s for s in finished
+                     if s.name == "process matchnet.needs" and s.context.trace_id == producer.trace_id]
+        assert process.parent is not None and process.parent.span_id == producer.span_id
+    assert consumer._applied == {TopicPartition("matchnet.needs", 1): 2}  # both offsets are ready to commit
+    consumer_db.dispose()
+
+
+async def test_a_relay_batch_of_rows_from_several_requests_links_to_each_and_each_send_keeps_its_trace(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    producer_db = Database(f"sqlite:///{tmp_path / 'needs.db'}", [OutboxEvent])
+    producer_db.create_tables()
+    tracer = trace.get_tracer("test")
+    requests = []
+    for need_id in ("need_relay_a", "need_relay_b", "need_relay_c"):
+        need = need_profile(need_id)
+        with tracer.start_as_current_span(f"POST for {need_id}", kind=trace.SpanKind.SERVER) as request, \
+                producer_db.session() as session:
+            record_event(session, Envelope.wrap(EventType.need_created, "/n", need.id, NeedCreated(need=need)))
+        requests.append(request.get_span_context())
+
+    async def broker(topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        return None
+
+    assert await OutboxRelay(producer_db, broker).publish_pending() == 3  # one read, one batch
+
+    finished = spans.get_finished_spans()
+    [batch] = [s for s in finished if s.name == "outbox relay batch"
+               and {link.context.trace_id for link in s.links} == {r.trace_id for r in requests}]
+    assert batch.parent is None and batch.attributes["messaging.batch.message_count"] == 3
+    for request in requests:
+        [send] = [s for s in finished if s.name == "send matchnet.needs" and s.context.trace_id == request.trace_id]
+        assert send.parent is not None and send.parent.span_id == request.span_id
+    producer_db.dispose()

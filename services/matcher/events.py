@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from shared.db import after_commit
 from shared.events import (
     Envelope,
     EventType,
@@ -32,6 +34,7 @@ from shared.events import (
 )
 from shared.kafka import EventHandler
 from shared.outbox import record_event
+from shared.telemetry import meter
 
 from .domain import ProfileIndex, proposals_for_need, proposals_for_seed
 from .models import PairingRecord
@@ -40,6 +43,14 @@ from .settings import MatcherSettings
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+_meter = meter(__name__)
+_ranking_duration = _meter.create_histogram(
+    "matchnet.ranking.duration", unit="s", description="Time to rank one new seed or need against the index"
+)
+_pairings_published = _meter.create_counter(
+    "matchnet.pairings.published", unit="{pairing}",
+    description="Ranked pairings committed for publication (pairings.proposed events, one per office)",
+)
 EVENT_SOURCE = "/matchnet/matcher"
 # A profile changed after its creation: re-index it (the index drops one that is no longer open).
 SEED_CHANGES = (SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
@@ -63,7 +74,9 @@ def make_handler(
         if isinstance(payload, NEED_CHANGES):
             index.upsert(texts.full(payload.need))
             return
+        started = time.perf_counter()
         with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": envelope.subject}) as span:
+            trigger = "seed" if isinstance(payload, SeedCreated) else "need"
             if isinstance(payload, SeedCreated):
                 index.upsert(payload.seed)
                 proposals = proposals_for_seed(index, payload.seed.id, settings.top_k, settings.min_score)
@@ -74,6 +87,10 @@ def make_handler(
                 return
             span.set_attribute("matchnet.index_size", len(index))
             span.set_attribute("matchnet.offices", len(proposals))
+        _ranking_duration.record(time.perf_counter() - started, {"matchnet.trigger_kind": trigger})
+        published = sum(len(proposal.pairings) for proposal in proposals)
+        if published:
+            after_commit(session, lambda: _pairings_published.add(published, {"matchnet.trigger_kind": trigger}))
         for proposal in proposals:
             store_pairings(session, proposal)
             record_event(

@@ -19,3 +19,6 @@ class MatcherSettings(ServiceSettings):
     top_k: int = Field(10, ge=1, le=100)
     min_score: float = Field(0.05, ge=0, le=1)
     rebuild_timeout_s: float = Field(60.0, gt=0)
+
+    def secret_values(self) -> list[str]:
+        return [*super().secret_values(), *([self.api_key] if self.api_key else [])]

@@ -218,7 +218,7 @@ def rotate_subscription_secret(
     subscription_id: str,
     principal: CurrentPrincipal,
     request: Request,
-    body: Annotated[SecretRotation | None, Body()] = None,
+    body: Annotated[SecretRotation | None, Body(examples=[{"overlap_s": 86400}])] = None,
 ) -> JSONResponse:
     runtime = runtime_of(request)
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else None

@@ -209,9 +209,11 @@ class SubscriptionUpdate(BaseModel):
 class SecretRotation(BaseModel):
     """A new signing secret; the old one keeps signing for ``overlap_s`` seconds (default: a day)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"overlap_s": 86400}]})
 
-    overlap_s: int | None = PydanticField(None, ge=0, le=7 * 86_400)
+    overlap_s: int | None = PydanticField(
+        None, ge=0, le=7 * 86_400, description="Seconds both secrets sign (default a day, at most seven days)."
+    )
 
 
 class SubscriptionPublic(BaseModel):
