@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 EventHandler = Callable[[Session, Envelope], None]
+# Awaited before each event is applied (outside its transaction), e.g. to wait for another consumer.
+BeforeApply = Callable[[], Awaitable[None]]
 COMMIT_INTERVAL_MS = 200
 
 
@@ -135,8 +137,10 @@ class EventConsumer:
         bootstrap_servers: str,
         fetch_max_wait_ms: int = 5,
         max_backoff_s: float = 30.0,
+        before_apply: BeforeApply | None = None,
     ) -> None:
         self.db = db
+        self.before_apply = before_apply
         self.topics = topics
         self.group_id = group_id
         self.handler = handler
@@ -253,6 +257,8 @@ class EventConsumer:
                 "cloudevents.event_type": envelope.type,
             },
         ):
+            if self.before_apply is not None:
+                await self.before_apply()
             applied = await asyncio.to_thread(self._apply, envelope)
         if applied:
             self.processed_total += 1

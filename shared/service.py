@@ -20,7 +20,7 @@ from shared.errors import BodySizeLimit, install_problem_handlers, problem_respo
 from shared.events import Topic
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
-from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
+from shared.kafka import BeforeApply, EventConsumer, EventHandler, EventPublisher, ensure_topics
 from shared.migrations import upgrade
 from shared.outbox import OutboxEvent, OutboxRelay
 from shared.settings import ServiceSettings
@@ -40,6 +40,7 @@ class EventSubscription:
     group_id: str
     handler: EventHandler
     fetch_max_wait_ms: int | None = None  # None: the service's setting
+    before_apply: BeforeApply | None = None  # awaited before each event's transaction
 
 
 @dataclass
@@ -118,6 +119,7 @@ def create_service_app(
                 db=db, topics=sub.topics, group_id=sub.group_id, handler=sub.handler,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 fetch_max_wait_ms=sub.fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
+                before_apply=sub.before_apply,
             )
             runtime.consumers.append(consumer)
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{name}-consume-{sub.group_id}"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from services.matcher.domain import ProfileIndex, need_summary
-from services.matcher.events import make_handler
+from services.matcher.events import Matcher
+from services.matcher.publication import need_summary
 from services.matcher.settings import MatcherSettings
 from shared.db import Database
 from shared.events import (
@@ -29,12 +29,15 @@ from shared.events import (
     SeedWithdrawn,
 )
 from shared.kafka import EventHandler
+from shared.migrations import upgrade
 from tests.factories import need_profile, seed_profile
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'matcher.db'}")
+    url = f"sqlite:///{tmp_path / 'matcher.db'}"
+    upgrade("matcher", url)
+    database = Database(url)
     yield database
     database.dispose()
 
@@ -48,8 +51,8 @@ def apply(handler: EventHandler, db: Database, kind: str, action: ProfileAction,
 
 
 def test_changes_re_index_a_seed_and_a_closed_or_expired_one_leaves_the_index(db: Database) -> None:
-    index = ProfileIndex()
-    handle = make_handler(index, MatcherSettings())
+    matcher = Matcher(MatcherSettings())
+    index, handle = matcher.index, matcher.handle
     apply(handle, db, "seed", ProfileAction.created, SeedCreated(seed=seed_profile("seed_1")))
 
     apply(handle, db, "seed", ProfileAction.updated,
@@ -75,8 +78,8 @@ def test_changes_re_index_a_seed_and_a_closed_or_expired_one_leaves_the_index(db
 
 
 def test_needs_follow_the_same_rules_and_a_late_older_update_is_ignored(db: Database) -> None:
-    index = ProfileIndex()
-    handle = make_handler(index, MatcherSettings())
+    matcher = Matcher(MatcherSettings())
+    index, handle = matcher.index, matcher.handle
     apply(handle, db, "need", ProfileAction.created, NeedCreated(need=need_profile("need_1")))
     apply(handle, db, "need", ProfileAction.updated,
           NeedUpdated(need=need_profile("need_1", version=3, title="鮮度を保ちたい"), changed_fields=["title"]))
