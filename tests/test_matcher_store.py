@@ -59,15 +59,19 @@ def test_the_same_change_applied_again_stores_and_publishes_nothing_more(db: Dat
     matcher = Matcher(MatcherSettings())
     handle(matcher, db, seed_created("seed_1"))
     handle(matcher, db, need_created("need_1"))
+    handle(matcher, db, seed_created("seed_1", version=2, title="熱電変換シート(改)"))
     first = published(db)
-    assert first == [("proposed", "office-13", "need_1"), ("proposed", "office-01", "need_1")]
+    assert first == [
+        ("proposed", "office-13", "need_1"), ("proposed", "office-01", "need_1"),  # the need's list
+        ("proposed", "office-01", "seed_1"), ("proposed", "office-13", "seed_1"),  # the seed's, once it changed
+    ]
 
-    # The same profile again, under another event id (the inbox would not catch it): e.g. seen in
+    # The same profiles again, under other event ids (the inbox would not catch them): e.g. seen in
     # the snapshot at start and then in the stream.
     handle(matcher, db, need_created("need_1"))
-    handle(matcher, db, seed_created("seed_1"))
+    handle(matcher, db, seed_created("seed_1", version=2, title="熱電変換シート(改)"))
     restarted = Matcher(MatcherSettings())
-    restarted.profiles.apply(seed_profile("seed_1"))  # what its index snapshot loads at start
+    restarted.profiles.apply(seed_profile("seed_1", version=2, title="熱電変換シート(改)"))  # its snapshot
     handle(restarted, db, need_created("need_1"))
 
     assert published(db) == first

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from shared.auth import CurrentPrincipal
@@ -12,7 +12,7 @@ from shared.db import after_commit
 from shared.registry import IdempotencyKey, create_idempotently
 from shared.service import runtime_of
 
-from .events import Matcher
+from .events import CONSUMER_GROUP, Matcher
 from .feedback import feedback_of, feedback_view, give_feedback, readable_pairing
 from .models import FeedbackCreate, FeedbackPublic, PairingRecord, RankedPairing
 
@@ -24,15 +24,27 @@ def _matcher(request: Request) -> Matcher:
 
 
 class IndexStats(BaseModel):
-    seeds: int
-    needs: int
-    replica_id: str | None = None
+    seeds: int = Field(description="Open seeds in this replica's index.")
+    needs: int = Field(description="Open needs in this replica's index.")
+    replica_id: str | None = Field(None, description="MATCHNET_MATCHER_REPLICA_ID (None: a single matcher).")
+    events_handled: int = Field(description="Seed and need events this replica ranked since it started.")
+    ranking_partitions: list[str] = Field(
+        description="The partitions whose events this replica ranks (its share of the consumer group)."
+    )
 
 
-@router.get("/index", response_model=IndexStats, summary="How many open seeds and needs the index holds")
+@router.get("/index", response_model=IndexStats,
+            summary="How many open seeds and needs the index holds, and this replica's share of the work")
 def index_stats(principal: CurrentPrincipal, request: Request) -> IndexStats:
     matcher = _matcher(request)
-    return IndexStats(**matcher.index.counts(), replica_id=matcher.settings.replica_id)
+    partitions = [
+        f"{tp.topic}[{tp.partition}]"
+        for consumer in runtime_of(request).consumers
+        if consumer.group_id == CONSUMER_GROUP and consumer.consumer is not None
+        for tp in sorted(consumer.consumer.assignment())
+    ]
+    return IndexStats(**matcher.index.counts(), replica_id=matcher.settings.replica_id,
+                      events_handled=matcher.events_handled, ranking_partitions=partitions)
 
 
 def _ranked(records: list[PairingRecord]) -> list[RankedPairing]:
@@ -54,11 +66,12 @@ def pairings_for_need(need_id: str, principal: CurrentPrincipal, request: Reques
 
 
 @router.get("/seeds/{seed_id}/pairings", response_model=list[RankedPairing],
-            summary="A seed's current top list: its best needs, ranked")
+            summary="Where a seed is proposed now: its own list and the needs' lists it is in, best first")
 def pairings_for_seed(seed_id: str, principal: CurrentPrincipal, request: Request) -> list[RankedPairing]:
     with runtime_of(request).db.session() as session:
         statement = (
-            select(PairingRecord).where(PairingRecord.seed_id == seed_id, col(PairingRecord.in_seed_list))
+            select(PairingRecord)
+            .where(PairingRecord.seed_id == seed_id, col(PairingRecord.in_seed_list) | col(PairingRecord.in_need_list))
             .order_by(col(PairingRecord.score).desc(), col(PairingRecord.need_id))
         )
         return _ranked(list(session.exec(statement).all()))

@@ -10,11 +10,10 @@ from shared.events import Topic
 from shared.service import EventSubscription, Runtime, create_service_app
 
 from .api import router
-from .events import Matcher, apply_to_index, rebuild_index
+from .events import CONSUMER_GROUP, Matcher, apply_to_index, rebuild_index
 from .follower import IndexFollower
 from .settings import MatcherSettings
 
-CONSUMER_GROUP = "matchnet-matcher"
 MATCHER = "matcher"  # key in Runtime.extras
 
 

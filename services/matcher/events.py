@@ -55,6 +55,7 @@ from .store import dismissed_pairs, lock_lists, read_lists, read_pairs, write_pa
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 EVENT_SOURCE = "/matchnet/matcher"
+CONSUMER_GROUP = "matchnet-matcher"  # shared by the replicas: each ranks the events of its partitions
 SEED_EVENTS = (SeedCreated, SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
 NEED_EVENTS = (NeedCreated, NeedUpdated, NeedStatusChanged, NeedWithdrawn, NeedExpired)
 Profile = SeedProfile | NeedProfile
@@ -130,22 +131,23 @@ class Matcher:
 
     def __post_init__(self) -> None:
         self.profiles = Profiles(self.index)
+        self.events_handled = 0  # profile events this replica ranked (not the stale ones it dropped)
 
-    @property
-    def depth(self) -> int:
-        """How deep a trigger is ranked: its own list, and the counterpart lists it may enter."""
-        return max(self.settings.top_k, self.settings.reach)
+    def depth(self, kind: Kind) -> int:
+        """How deep a trigger is ranked: a need for its list, a seed also for the needs' lists it may enter."""
+        return max(self.settings.top_k, self.settings.reach) if kind == "seed" else self.settings.top_k
 
     def handle(self, session: Session, envelope: Envelope) -> None:
         """Apply one seed or need event and record the pairing events it causes, in ``session``."""
         profile = profile_of(envelope)
         if profile is None or not self.profiles.apply(profile):
             return
+        self.events_handled += 1
         kind: Kind = "seed" if isinstance(profile, SeedProfile) else "need"
         is_open = self.index.profile(profile.id) is not None
         trigger = Trigger(kind, profile.id, profile.office_id, is_open, profile.status.value)
         with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": profile.id}) as span:
-            candidates = self._rank(profile.id) if is_open else []
+            candidates = self._rank(profile.id, self.depth(kind)) if is_open else []
             span.set_attribute("matchnet.index_size", len(self.index))
             span.set_attribute("matchnet.candidates", len(candidates))
         connection = lock_lists(session)
@@ -160,9 +162,8 @@ class Matcher:
         for event_type, event in publication.events:
             record_event(session, Envelope.wrap(event_type, EVENT_SOURCE, event.office_id, event))
 
-    def _rank(self, profile_id: str, limit: int | None = None) -> list[Candidate]:
-        return self.index.rank(profile_id, limit or self.depth, self.settings.min_score,
-                               exclude=self.dismissed.pairs)
+    def _rank(self, profile_id: str, limit: int) -> list[Candidate]:
+        return self.index.rank(profile_id, limit, self.settings.min_score, exclude=self.dismissed.pairs)
 
     def _rerank(self, profile_id: str) -> list[Candidate] | None:
         if self.index.profile(profile_id) is None:

@@ -12,11 +12,10 @@ from shared.events import Envelope, EventType, Pairing, PairingFeedbackGiven
 from shared.ids import new_id
 from shared.outbox import record_event
 
+from .events import EVENT_SOURCE
 from .models import FeedbackCreate, FeedbackPublic, PairingFeedback, PairingRecord
 from .publication import DISMISSED, seed_office_of, visible_to
 from .store import lock_lists
-
-EVENT_SOURCE = "/matchnet/matcher"
 
 
 def readable_pairing(session: Session, principal: Principal, pairing_id: str, *, for_update: bool = False

@@ -8,10 +8,12 @@ When a seed or need arrives or changes (the *trigger*), the matcher ranks it, an
   owner sees the whole list, any other office only the pairs of its own profiles (a new need tells
   each matched seed's office that its seed was proposed; a new seed gives each office whose needs it
   fits its own ranked list). A confidential need is only ever in its own office's views.
-- the lists of its counterparts (the profiles it was ranked against, and those whose lists held it)
-  take it in, move it or drop it. A counterpart need's list is published to the need's office: a
-  need's ranking improves when a better seed arrives. A counterpart seed's list is stored but not
-  published: the trigger's own list has just told the seed's office (its portion of the list).
+- a seed also enters, moves in or leaves the lists of the needs it was ranked against and of those
+  whose lists held it (refilled from the index when it leaves a full one): a need's ranking improves
+  when a better seed arrives later. Such a change is published to the need's office.
+- a need changes no seed's list (but by leaving it): a seed's list is the one it was last proposed
+  with, recomputed when the seed itself changes, so that its offices are always told the difference
+  from what they were told. The needs that arrive later tell the seed's office in their own lists.
 
 A view that was empty and is not any more is ``pairings.proposed``; a view whose members or order
 changed is ``pairings.updated`` (its whole new content, possibly empty); an unchanged view publishes
@@ -204,8 +206,9 @@ LoadPairs = Callable[[list[str]], Mapping[str, StoredPair]]
 
 
 def counterparts_to_read(trigger: Trigger, candidates: list[Candidate]) -> list[str]:
-    """The counterparts whose stored lists the trigger may enter: read them with the trigger's own pairs."""
-    return sorted({trigger.counterpart(c) for c in candidates})
+    """The needs whose stored lists a seed may enter: read them with the seed's own pairs. (A need enters
+    no seed's list: it is read alone.)"""
+    return sorted({trigger.counterpart(c) for c in candidates}) if trigger.kind == "seed" else []
 
 
 def reconcile(
@@ -220,8 +223,8 @@ def reconcile(
 ) -> Publication:
     """Apply one trigger to the stored lists.
 
-    ``candidates``: the trigger ranked against the index (best first, as deep as its counterparts'
-    lists should see it; empty when it is not open). ``stored``: every stored pair of the trigger and
+    ``candidates``: the trigger ranked against the index (best first; for a seed as deep as the needs'
+    lists it may enter; empty when it is not open). ``stored``: every stored pair of the trigger and
     the stored lists of ``counterparts_to_read``.
     """
     return _Reconciliation(trigger, candidates, stored, top_k, pairing_for, rerank, load).run()
@@ -256,8 +259,13 @@ class _Reconciliation:
         self.new_lists[own] = list(self.fresh)[: self.top_k] if trigger.is_open else []
         holding = {owner for (side, owner), pids in self.old_lists.items()
                    if side == trigger.other and trigger.pair_with(owner) in pids}
-        for counterpart in sorted(holding | {trigger.counterpart(c) for c in self.fresh.values()}):
-            self.new_lists[(trigger.other, counterpart)] = self._counterpart_list(counterpart)
+        if trigger.kind == "seed":  # the needs' lists take the seed in, move it, or let it go
+            for need_id in sorted(holding | {trigger.counterpart(c) for c in self.fresh.values()}):
+                self.new_lists[("need", need_id)] = self._counterpart_list(need_id)
+        elif not trigger.is_open:  # a need that left leaves the seeds' lists (the retraction says so)
+            for seed_id in holding:
+                key: tuple[Kind, str] = ("seed", seed_id)
+                self.new_lists[key] = [pid for pid in self.old_lists[key] if pid != trigger.pair_with(seed_id)]
         publication = Publication()
         self._retractions(publication)
         self._own_views(publication)
@@ -379,8 +387,8 @@ class _Reconciliation:
 
     def _counterpart_views(self, publication: Publication) -> None:
         trigger = self.trigger
-        if trigger.other != "need":
-            return  # a seed's list changed by a new need is stored, not published (see the module doc)
+        if trigger.kind != "seed":
+            return  # a need changes no seed's list but by leaving it, which its retraction tells
         for key, pids in self.new_lists.items():
             if key[0] != "need" or key[1] == trigger.id:
                 continue

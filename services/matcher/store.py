@@ -25,15 +25,16 @@ _LISTS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('matchnet-matcher-pair
 
 
 def _read_for(kind: Kind) -> Any:
-    """Every pair of the trigger, and the whole lists of the counterparts: those named, and those
-    whose lists hold the trigger."""
-    own = _PAIRING.c.need_id if kind == "need" else _PAIRING.c.seed_id
-    other = _PAIRING.c.seed_id if kind == "need" else _PAIRING.c.need_id
-    in_other_list = _PAIRING.c.in_seed_list if kind == "need" else _PAIRING.c.in_need_list
-    holding = select(other).where(own == bindparam("profile_id"), in_other_list)
+    """A need: its own pairs (it enters no seed's list). A seed: its own pairs, and the whole lists of
+    the needs it may enter: those named, and those whose lists hold it."""
+    if kind == "need":
+        return select(_PAIRING).where(_PAIRING.c.need_id == bindparam("profile_id"))
+    holding = select(_PAIRING.c.need_id).where(_PAIRING.c.seed_id == bindparam("profile_id"), _PAIRING.c.in_need_list)
     return select(_PAIRING).where(or_(
-        own == bindparam("profile_id"),
-        and_(in_other_list, or_(other.in_(bindparam("counterparts", expanding=True)), other.in_(holding))),
+        _PAIRING.c.seed_id == bindparam("profile_id"),
+        and_(_PAIRING.c.in_need_list, or_(
+            _PAIRING.c.need_id.in_(bindparam("counterparts", expanding=True)), _PAIRING.c.need_id.in_(holding),
+        )),
     ))
 
 
@@ -71,7 +72,8 @@ def stored_pair(row: Any) -> StoredPair:
 
 def read_lists(connection: Connection, kind: Kind, profile_id: str, counterparts: list[str]) -> dict[str, StoredPair]:
     """One statement: every stored pair of ``profile_id`` and the lists of its counterparts."""
-    rows = connection.execute(_READ[kind], {"profile_id": profile_id, "counterparts": counterparts})
+    parameters = {"profile_id": profile_id, **({"counterparts": counterparts} if kind == "seed" else {})}
+    rows = connection.execute(_READ[kind], parameters)
     return {row.pairing_id: stored_pair(row) for row in rows}
 
 
