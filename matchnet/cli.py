@@ -55,7 +55,9 @@ from shared.events import (
     InvalidEvent,
     NeedCreated,
     NeedProfile,
-    PairingsProposed,
+    PairingFeedbackGiven,
+    PairingsEvent,
+    PairingsRetracted,
     SeedCreated,
     SeedProfile,
     Topic,
@@ -217,7 +219,13 @@ def describe_event(envelope: Envelope) -> str:
         title = "(confidential)" if hidden else clip(profile.title)
         state = "" if isinstance(payload, SeedCreated | NeedCreated) else f" v{profile.version} {profile.status.value}"
         return f"{when} {kind} {short_id(profile.id)} {title} ({office_id_for(profile.prefecture)}){state}"
-    if isinstance(payload, PairingsProposed):
+    if isinstance(payload, PairingsRetracted):
+        count = len(payload.pairings)
+        return (f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} {payload.reason}: "
+                f"{count} pairing{'s' if count != 1 else ''} withdrawn")
+    if isinstance(payload, PairingFeedbackGiven):
+        return f"{when} {kind} {short_id(payload.pairing_id)} {payload.verdict} ({payload.office_id})"
+    if isinstance(payload, PairingsEvent):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"
         if not payload.pairings:
