@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.matcher.domain import Candidate
+from services.matcher.domain import Candidate, ProfileIndex
 from services.matcher.events import Profile
 from services.matcher.publication import (
     StoredPair,
     Trigger,
     need_summary,
     pairing_id,
+    pairing_of,
     reconcile,
     seed_summary,
 )
@@ -208,6 +209,20 @@ def test_only_the_redacted_summary_of_a_confidential_need_and_never_its_company_
     dumped = summary.model_dump_json()
     assert "極秘" not in dumped and "秘密工業" not in dumped
     assert summary.confidentiality == "confidential"
+
+
+def test_a_confidential_needs_explanation_names_no_term_its_redacted_summary_does_not_show() -> None:
+    index = ProfileIndex()
+    index.upsert(seed_profile("seed_1"))
+    index.upsert(need_profile("need_1", confidentiality="confidential", title="極秘の排熱回収",
+                              redacted_summary="関東の製造業者が排熱の活用技術を探している。"))
+    candidate = Candidate("seed_1", "need_1", 0.5, Explanation(shared_terms=["極秘", "排熱"], shared_fields=["energy"]))
+
+    pairing = pairing_of(index, candidate)
+
+    assert pairing.explanation.shared_terms == ["排熱"]
+    assert pairing.explanation.shared_fields == ["energy"]
+    assert "極秘" not in pairing.model_dump_json()
 
 
 def test_a_pairing_keeps_one_id_per_seed_and_need() -> None:

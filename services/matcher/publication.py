@@ -32,6 +32,7 @@ what ``reconcile`` returns.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -39,6 +40,7 @@ from typing import Any, Literal
 
 from shared.events import (
     EventType,
+    Explanation,
     NeedProfile,
     NeedSummary,
     Pairing,
@@ -83,6 +85,16 @@ def need_summary(need: NeedProfile) -> NeedSummary:
     )
 
 
+def explanation_for(need: NeedProfile, explanation: Explanation) -> Explanation:
+    """What may leave the matcher of an explanation: of a confidential need, no term that its
+    redacted summary does not show (a shared term tells what its full text says)."""
+    if need.confidentiality != Confidentiality.confidential:
+        return explanation
+    shown = unicodedata.normalize("NFKC", need.redacted_summary or "").lower()
+    kept = [t for t in explanation.shared_terms if unicodedata.normalize("NFKC", t).lower() in shown]
+    return explanation.model_copy(update={"shared_terms": kept})
+
+
 def pairing_of(index: ProfileIndex, candidate: Candidate) -> Pairing:
     """A candidate as it leaves the matcher (its rank is given when an office's view is built)."""
     seed = index.profile(candidate.seed_id)
@@ -90,7 +102,7 @@ def pairing_of(index: ProfileIndex, candidate: Candidate) -> Pairing:
     assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
     return Pairing(
         pairing_id=pairing_id(seed.id, need.id), rank=0, score=candidate.score,
-        seed=seed_summary(seed), need=need_summary(need), explanation=candidate.explanation,
+        seed=seed_summary(seed), need=need_summary(need), explanation=explanation_for(need, candidate.explanation),
     )
 
 
