@@ -56,7 +56,9 @@ from shared.events import (
     InvalidEvent,
     NeedCreated,
     NeedProfile,
+    PairingFeedbackGiven,
     PairingsEvent,
+    PairingsRetracted,
     SeedCreated,
     SeedProfile,
     SubscriptionDisabled,
@@ -221,6 +223,12 @@ def describe_event(envelope: Envelope) -> str:
         title = "(confidential)" if hidden else clip(profile.title)
         state = "" if isinstance(payload, SeedCreated | NeedCreated) else f" v{profile.version} {profile.status.value}"
         return f"{when} {kind} {short_id(profile.id)} {title} ({office_id_for(profile.prefecture)}){state}"
+    if isinstance(payload, PairingsRetracted):
+        count = len(payload.pairings)
+        return (f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} {payload.reason}: "
+                f"{count} pairing{'s' if count != 1 else ''} withdrawn")
+    if isinstance(payload, PairingFeedbackGiven):
+        return f"{when} {kind} {short_id(payload.pairing_id)} {payload.verdict} ({payload.office_id})"
     if isinstance(payload, PairingsEvent):
         other = "seed" if payload.trigger_kind == "need" else "need"
         head = f"{when} {kind} {payload.office_id} {short_id(payload.trigger_id)} →"

@@ -65,6 +65,9 @@ class EventType(StrEnum):
     need_withdrawn = "jp.matchnet.need.withdrawn.v1"
     need_expired = "jp.matchnet.need.expired.v1"
     pairings_proposed = "jp.matchnet.pairings.proposed.v1"
+    pairings_updated = "jp.matchnet.pairings.updated.v1"
+    pairings_retracted = "jp.matchnet.pairings.retracted.v1"
+    pairing_feedback = "jp.matchnet.pairing.feedback.v1"
     api_key_issued = "jp.matchnet.apikey.issued.v1"
     api_key_revoked = "jp.matchnet.apikey.revoked.v1"
     subscription_disabled = "jp.matchnet.subscription.disabled.v1"
@@ -72,7 +75,9 @@ class EventType(StrEnum):
 
 # The event types of the pairings topic, each with a PairingsEvent payload: notifications delivers
 # every one of them to webhooks and streams, so a new type needs an entry here and nothing there.
-PAIRING_EVENT_TYPES: tuple[EventType, ...] = (EventType.pairings_proposed,)
+PAIRING_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType.pairings_proposed, EventType.pairings_updated, EventType.pairings_retracted,
+)
 
 
 class ProfileAction(StrEnum):
@@ -279,6 +284,7 @@ class SeedSummary(_Contract):
     prefecture: str
     offers: list[CollaborationForm]
     fields: list[str] = Field(default_factory=list)
+    office_id: str | None = Field(None, description="The seed's office (from its prefecture).")
 
 
 def redacted_need_title(fields: list[str]) -> str:
@@ -312,18 +318,69 @@ class Pairing(_Contract):
     explanation: Explanation
 
 
+ProfileKind = Literal["seed", "need"]
+
+
 class PairingsEvent(_Contract):
     """What every pairing event (``PAIRING_EVENT_TYPES``) tells: for one regional office, the pairings
     concerned and the seed or need whose change caused the event (its aggregate)."""
 
-    office_id: str
-    trigger_kind: Literal["seed", "need"]
+    office_id: str = Field(description="The regional office this event is for (also the Kafka key).")
+    trigger_kind: ProfileKind = Field(
+        description="proposed/updated: whose ranked list this is; retracted: the profile that left."
+    )
     trigger_id: str
-    pairings: list[Pairing]
+    pairings: list[Pairing] = Field(
+        description="proposed/updated: the office's view of the list, ranked 1..n (may be empty in an "
+        "update: the office's last pairings left the list); retracted: the pairings withdrawn."
+    )
 
 
 class PairingsProposed(PairingsEvent):
-    """One regional office's ranked list, caused by a new seed or need (the trigger)."""
+    """The first time an office sees a list: a new (or reopened) seed's or need's ranked pairings.
+
+    A need's list goes whole to the need's office and in part to each other office whose seeds are in
+    it (their seeds were proposed); a seed's list goes whole to the seed's office and in part to each
+    office whose needs are in it. A confidential need is only ever in its own office's lists.
+    """
+
+
+class PairingsUpdated(PairingsEvent):
+    """An office's view of a list changed (members or order): the whole new view.
+
+    Published only when the ranked members really change, never for a candidate that does not enter
+    the top list. ``cause_*`` names the profile whose arrival or change moved the list (the trigger
+    itself when it was re-ranked after its own update).
+    """
+
+    cause_kind: ProfileKind
+    cause_id: str
+
+
+class PairingsRetracted(PairingsEvent):
+    """A seed or need stopped being open (``reason``: its new status): its pairings are withdrawn.
+
+    Sent to every office that had them: the need's office and the seed's office (a confidential
+    need's only to its own office).
+    """
+
+    reason: str = Field(description="The profile's status now: withdrawn, closed, paused, expired or draft.")
+
+
+class PairingFeedbackGiven(_Contract):
+    """A coordinator's verdict on a pairing (``POST /v1/pairings/{id}/feedback``). A dismissed pair is
+    never proposed again. Keyed by pairing id; not delivered to webhooks."""
+
+    pairing_id: str
+    seed_id: str
+    need_id: str
+    office_id: str = Field(description="The need's office: whose pairing it is.")
+    seed_office_id: str
+    verdict: Literal["accepted", "dismissed"]
+    reason: str | None = None
+    given_by_key_id: str
+    given_by_office_id: str | None = Field(None, description="The office that gave it; None for an admin.")
+    given_at: datetime
 
 
 class ApiKeyEntry(_Contract):
@@ -383,6 +440,9 @@ EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
     EventType.need_withdrawn: NeedWithdrawn,
     EventType.need_expired: NeedExpired,
     EventType.pairings_proposed: PairingsProposed,
+    EventType.pairings_updated: PairingsUpdated,
+    EventType.pairings_retracted: PairingsRetracted,
+    EventType.pairing_feedback: PairingFeedbackGiven,
     EventType.api_key_issued: ApiKeyIssued,
     EventType.api_key_revoked: ApiKeyRevoked,
     EventType.subscription_disabled: SubscriptionDisabled,
@@ -391,7 +451,7 @@ EVENT_SCHEMAS: dict[EventType, type[BaseModel]] = {
 EVENT_TOPICS: dict[EventType, Topic] = {
     **{t: Topic.seeds for t in EventType if t.value.startswith("jp.matchnet.seed.")},
     **{t: Topic.needs for t in EventType if t.value.startswith("jp.matchnet.need.")},
-    EventType.pairings_proposed: Topic.pairings,
+    **{t: Topic.pairings for t in (*PAIRING_EVENT_TYPES, EventType.pairing_feedback)},
     EventType.api_key_issued: Topic.api_keys,
     EventType.api_key_revoked: Topic.api_keys,
     EventType.subscription_disabled: Topic.subscriptions,

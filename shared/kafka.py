@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -45,6 +45,8 @@ _processing_duration = _meter.create_histogram(
 )
 
 EventHandler = Callable[[Session, Envelope], None]
+# Awaited before each event is applied (outside its transaction), e.g. to wait for another consumer.
+BeforeApply = Callable[[], Awaitable[None]]
 COMMIT_INTERVAL_MS = 200
 LAG_REFRESH_S = 1.0  # consumer lag is recomputed at most this often (read by the metrics)
 STOP_TIMEOUT_S = 2.0  # for the last commit and for leaving the group, each
@@ -155,8 +157,10 @@ class EventConsumer:
         bootstrap_servers: str,
         fetch_max_wait_ms: int = 5,
         max_backoff_s: float = 30.0,
+        before_apply: BeforeApply | None = None,
     ) -> None:
         self.db = db
+        self.before_apply = before_apply
         self.topics = topics
         self.group_id = group_id
         self.handler = handler
@@ -378,6 +382,8 @@ class EventConsumer:
                     "cloudevents.event_source": envelope.source,
                 },
             ):
+                if self.before_apply is not None:
+                    await self.before_apply()
                 started = asyncio.get_running_loop().time()
                 applied = await asyncio.to_thread(self._apply, envelope)
                 _processing_duration.record(asyncio.get_running_loop().time() - started, attributes)

@@ -40,7 +40,7 @@ from shared.errors import (
 from shared.events import Topic
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
-from shared.kafka import EventConsumer, EventHandler, EventPublisher, ensure_topics
+from shared.kafka import BeforeApply, EventConsumer, EventHandler, EventPublisher, ensure_topics
 from shared.migrations import upgrade
 from shared.outbox import OutboxEvent, OutboxRelay, unwatch_outbox, watch_outbox
 from shared.settings import ServiceSettings
@@ -68,6 +68,7 @@ class EventSubscription:
     group_id: str
     handler: EventHandler
     fetch_max_wait_ms: int | None = None  # None: the service's setting
+    before_apply: BeforeApply | None = None  # awaited before each event's transaction
 
 
 @dataclass
@@ -148,6 +149,7 @@ def create_service_app(
                 db=db, topics=sub.topics, group_id=sub.group_id, handler=sub.handler,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 fetch_max_wait_ms=sub.fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
+                before_apply=sub.before_apply,
             )
             runtime.consumers.append(consumer)
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{_CONSUMER_TASK_PREFIX}{sub.group_id}"))

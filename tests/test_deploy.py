@@ -313,8 +313,10 @@ def test_keda_scales_each_consumer_on_the_lag_of_the_group_it_really_uses(overla
         # More consumers than partitions would idle.
         most = min(partitions[topic.value] for topic in CONSUMED_TOPICS[service])
         assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= most
-    # The matcher's index is in memory, one per replica: it must not be split across replicas yet.
-    assert named(overlay, "ScaledObject", "matcher")["spec"]["maxReplicaCount"] == 1
+    # Matcher replicas each keep a full index (a follower per replica): each needs its own replica id.
+    matcher = named(overlay, "Deployment", "matcher")["spec"]["template"]["spec"]["containers"][0]
+    replica_id = next(e for e in matcher["env"] if e["name"] == "MATCHNET_MATCHER_REPLICA_ID")
+    assert replica_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 class _Topic:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from services.matcher.domain import ProfileIndex, need_summary
-from services.matcher.events import make_handler
+from services.matcher.events import Matcher
+from services.matcher.publication import need_summary
 from services.matcher.registry_client import NeedTextSource, NeedTextUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.db import Database
@@ -54,8 +54,8 @@ def apply(handler: EventHandler, db: Database, kind: str, action: ProfileAction,
 
 
 def test_changes_re_index_a_seed_and_a_closed_or_expired_one_leaves_the_index(db: Database) -> None:
-    index = ProfileIndex()
-    handle = make_handler(index, MatcherSettings())
+    matcher = Matcher(MatcherSettings())
+    index, handle = matcher.index, matcher.handle
     apply(handle, db, "seed", ProfileAction.created, SeedCreated(seed=seed_profile("seed_1")))
 
     apply(handle, db, "seed", ProfileAction.updated,
@@ -81,8 +81,8 @@ def test_changes_re_index_a_seed_and_a_closed_or_expired_one_leaves_the_index(db
 
 
 def test_needs_follow_the_same_rules_and_a_late_older_update_is_ignored(db: Database) -> None:
-    index = ProfileIndex()
-    handle = make_handler(index, MatcherSettings())
+    matcher = Matcher(MatcherSettings())
+    index, handle = matcher.index, matcher.handle
     apply(handle, db, "need", ProfileAction.created, NeedCreated(need=need_profile("need_1")))
     apply(handle, db, "need", ProfileAction.updated,
           NeedUpdated(need=need_profile("need_1", version=3, title="鮮度を保ちたい"), changed_fields=["title"]))
@@ -127,8 +127,8 @@ def test_a_confidential_need_is_ranked_on_its_full_text_read_from_the_needs_serv
         return httpx.Response(200, json=full.model_dump(mode="json"))
 
     settings = MatcherSettings(bootstrap_admin_key="mn_admin_test")
-    index = ProfileIndex()
-    handle = make_handler(index, settings, NeedTextSource(settings, transport=httpx.MockTransport(needs_service)))
+    matcher = Matcher(settings, texts=NeedTextSource(settings, transport=httpx.MockTransport(needs_service)))
+    index, handle = matcher.index, matcher.handle
     apply(handle, db, "seed", ProfileAction.created, SeedCreated(seed=seed_profile("seed_1")))
     apply(handle, db, "need", ProfileAction.created, NeedCreated(need=redacted_event_of(full)))
 
@@ -141,8 +141,8 @@ def test_a_need_whose_text_cannot_be_read_is_not_ranked_on_its_summary_the_event
     need = need_profile("need_9", confidentiality="confidential", redacted_summary="製造業者が排熱の活用を探している。")
     settings = MatcherSettings()
     refusing = NeedTextSource(settings, transport=httpx.MockTransport(lambda _: httpx.Response(503)))
-    index = ProfileIndex()
+    matcher = Matcher(settings, texts=refusing)
+    index = matcher.index
     with pytest.raises(NeedTextUnavailable):
-        apply(make_handler(index, settings, refusing), db, "need", ProfileAction.created,
-              NeedCreated(need=redacted_event_of(need)))
+        apply(matcher.handle, db, "need", ProfileAction.created, NeedCreated(need=redacted_event_of(need)))
     assert "need_9" not in index.documents

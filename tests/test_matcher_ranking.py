@@ -1,13 +1,7 @@
 from __future__ import annotations
 
 from services.matcher.analysis import normalise, shared_phrases, terms
-from services.matcher.domain import (
-    ProfileIndex,
-    need_summary,
-    pairing_id,
-    proposals_for_need,
-    proposals_for_seed,
-)
+from services.matcher.domain import ProfileIndex
 from tests.factories import need_profile, seed_profile
 
 
@@ -81,42 +75,6 @@ def test_min_score_and_limit_cut_the_list() -> None:
     index = index_of(*seeds, need_profile("need_1"))
     assert len(index.rank("need_1", limit=3, min_score=0.0)) == 3
     assert index.rank("need_1", limit=10, min_score=0.99) == []
-
-
-def test_a_new_need_is_proposed_to_its_own_office_with_ranks() -> None:
-    index = index_of(seed_profile("seed_1"), seed_profile("seed_2", title="熱電"), need_profile("need_1"))
-    [proposal] = proposals_for_need(index, "need_1", limit=10, min_score=0.0)
-    assert proposal.office_id == "office-13"
-    assert proposal.trigger_kind == "need"
-    assert [p.rank for p in proposal.pairings] == [1, 2]
-    assert proposal.pairings[0].pairing_id == pairing_id(proposal.pairings[0].seed.id, "need_1")
-
-
-def test_a_new_seed_gives_each_office_its_own_list() -> None:
-    index = index_of(
-        need_profile("need_tokyo", prefecture="13"),
-        need_profile("need_osaka", prefecture="27"),
-        need_profile("need_osaka2", prefecture="27", title="排熱の電気利用"),
-        seed_profile("seed_1"),
-    )
-    proposals = proposals_for_seed(index, "seed_1", limit=10, min_score=0.0)
-    by_office = {p.office_id: [x.need.id for x in p.pairings] for p in proposals}
-    assert set(by_office) == {"office-13", "office-27"}
-    assert by_office["office-13"] == ["need_tokyo"]
-    assert sorted(by_office["office-27"]) == ["need_osaka", "need_osaka2"]
-
-
-def test_nothing_is_proposed_when_no_seed_qualifies() -> None:
-    index = index_of(need_profile("need_1"))
-    assert proposals_for_need(index, "need_1", limit=10, min_score=0.0) == []
-
-
-def test_a_confidential_need_leaves_the_matcher_without_its_text() -> None:
-    need = need_profile(confidentiality="confidential", title="極秘の新製品向け排熱回収", company_name="秘密工業")
-    summary = need_summary(need)
-    dumped = summary.model_dump_json()
-    assert "極秘" not in dumped and "秘密工業" not in dumped
-    assert summary.confidentiality == "confidential"
 
 
 def test_single_shared_characters_are_not_offered_as_explanations() -> None:

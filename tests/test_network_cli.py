@@ -51,6 +51,8 @@ from shared.events import (
     NeedWithdrawn,
     Pairing,
     PairingsProposed,
+    PairingsRetracted,
+    PairingsUpdated,
     SeedCreated,
     SeedProfile,
     SeedSummary,
@@ -434,6 +436,13 @@ def test_pairings_line_counts_candidates_and_names_the_top_one() -> None:
     )
     line = describe_event(Envelope.wrap(EventType.pairings_proposed, "/matchnet/matcher", "office-01", proposed))
     assert "pairings.proposed office-01 need_…abcdef → 3 seeds, top 0.62 熱電変換モジュール" in line
+
+    updated = PairingsUpdated(**proposed.model_dump(), cause_kind="seed", cause_id="seed_1")
+    line = describe_event(Envelope.wrap(EventType.pairings_updated, "/matchnet/matcher", "office-01", updated))
+    assert "pairings.updated  office-01 need_…abcdef → 3 seeds, top 0.62" in line
+    retracted = PairingsRetracted(**proposed.model_dump(), reason="withdrawn")
+    line = describe_event(Envelope.wrap(EventType.pairings_retracted, "/matchnet/matcher", "office-01", retracted))
+    assert "pairings.retracted office-01 need_…abcdef withdrawn: 3 pairings withdrawn" in line
 
 
 

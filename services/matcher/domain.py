@@ -1,11 +1,10 @@
-"""Ranking: an in-memory index of open seeds and needs, a first honest scorer, pairing lists.
+"""Ranking: an in-memory index of open seeds and needs, a first honest scorer.
 
 No HTTP, no Kafka, no database: plain objects, easy to test.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import Counter, defaultdict
@@ -15,14 +14,9 @@ from typing import Literal
 from shared.events import (
     Explanation,
     NeedProfile,
-    NeedSummary,
-    Pairing,
-    PairingsProposed,
     SeedProfile,
-    SeedSummary,
-    redacted_need_title,
 )
-from shared.reference import Confidentiality, ProfileStatus, office_id_for
+from shared.reference import ProfileStatus
 
 from .analysis import normalise, shared_phrases, term_counts
 
@@ -126,8 +120,11 @@ class ProfileIndex:
     def _norm(self, counts: Counter[str]) -> float:
         return math.sqrt(sum((tf * self.idf(t)) ** 2 for t, tf in counts.items())) or 1.0
 
-    def rank(self, profile_id: str, limit: int, min_score: float) -> list[Candidate]:
-        """The best profiles of the other kind for ``profile_id``, best first."""
+    def rank(
+        self, profile_id: str, limit: int, min_score: float, *, exclude: frozenset[tuple[str, str]] = frozenset()
+    ) -> list[Candidate]:
+        """The best profiles of the other kind for ``profile_id``, best first; never an excluded
+        ``(seed_id, need_id)`` pair."""
         with self._lock:
             query = self.documents.get(profile_id)
             if query is None:
@@ -152,6 +149,8 @@ class ProfileIndex:
                 if score < min_score:
                     continue
                 seed, need = (query, doc) if query.kind == "seed" else (doc, query)
+                if (seed.id, need.id) in exclude:
+                    continue
                 candidates.append(
                     Candidate(seed.id, need.id, round(score, 4), self._explain(seed, need))
                 )
@@ -180,73 +179,3 @@ class ProfileIndex:
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         document = self.documents.get(profile_id)
         return document.profile if document else None
-
-
-def pairing_id(seed_id: str, need_id: str) -> str:
-    """Stable per (seed, need): feedback and redeliveries refer to the same pairing."""
-    return "pair_" + hashlib.sha256(f"{seed_id}|{need_id}".encode()).hexdigest()[:24]
-
-
-def need_office(need: NeedProfile) -> str:
-    return office_id_for(need.prefecture)
-
-
-def seed_summary(seed: SeedProfile) -> SeedSummary:
-    return SeedSummary.model_validate(seed, from_attributes=True)
-
-
-def need_summary(need: NeedProfile) -> NeedSummary:
-    """What may leave the matcher about a need: of a confidential need only its office's redacted summary."""
-    title = need.title
-    if need.confidentiality == Confidentiality.confidential:
-        title = need.redacted_summary or redacted_need_title(need.fields)
-    return NeedSummary(
-        id=need.id, title=title, prefecture=need.prefecture, office_id=need_office(need),
-        company_size=need.company_size, confidentiality=need.confidentiality, fields=need.fields,
-    )
-
-
-def build_pairings(index: ProfileIndex, candidates: list[Candidate]) -> list[Pairing]:
-    """Pairings ranked 1..n in the order of ``candidates``."""
-    pairings = []
-    for rank, candidate in enumerate(candidates, start=1):
-        seed = index.profile(candidate.seed_id)
-        need = index.profile(candidate.need_id)
-        assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
-        pairings.append(
-            Pairing(
-                pairing_id=pairing_id(seed.id, need.id), rank=rank, score=candidate.score,
-                seed=seed_summary(seed), need=need_summary(need), explanation=candidate.explanation,
-            )
-        )
-    return pairings
-
-
-def proposals_for_need(index: ProfileIndex, need_id: str, limit: int, min_score: float) -> list[PairingsProposed]:
-    """A new need: its office gets the ranked seeds (nothing if no seed qualifies)."""
-    need = index.profile(need_id)
-    candidates = index.rank(need_id, limit, min_score)
-    if not isinstance(need, NeedProfile) or not candidates:
-        return []
-    return [
-        PairingsProposed(
-            office_id=need_office(need), trigger_kind="need", trigger_id=need_id,
-            pairings=build_pairings(index, candidates),
-        )
-    ]
-
-
-def proposals_for_seed(index: ProfileIndex, seed_id: str, limit: int, min_score: float) -> list[PairingsProposed]:
-    """A new seed: every office whose needs are in the top list gets its own ranked list."""
-    by_office: dict[str, list[Candidate]] = defaultdict(list)
-    for candidate in index.rank(seed_id, limit, min_score):
-        need = index.profile(candidate.need_id)
-        assert isinstance(need, NeedProfile)
-        by_office[need_office(need)].append(candidate)
-    return [
-        PairingsProposed(
-            office_id=office, trigger_kind="seed", trigger_id=seed_id,
-            pairings=build_pairings(index, candidates),
-        )
-        for office, candidates in sorted(by_office.items())
-    ]

@@ -1,30 +1,37 @@
-"""The matcher's event handling: keep the index in step with seeds and needs, publish pairings."""
+"""The matcher's event handling: keep the index in step with seeds and needs, publish what changes.
+
+Every seed and need event (created, updated, status_changed, withdrawn, expired) goes the same way:
+the profile is applied to the index unless an equal or newer version is already there (an older
+one is dropped), the profile is ranked, the stored lists it may change are read in one statement,
+and ``publication.reconcile`` says which events to publish and which pairs to store; all of it in
+the event's transaction, with the inbox row. Re-applying an event finds the stored lists already
+as it leaves them and publishes nothing, so a redelivery, a replay after a restart, or the same
+profile change seen through the index snapshot and the stream is never published twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from shared.db import after_commit
+from shared.db import Database, after_commit
 from shared.events import (
     Envelope,
-    EventType,
     NeedCreated,
     NeedExpired,
     NeedProfile,
     NeedStatusChanged,
     NeedUpdated,
     NeedWithdrawn,
-    PairingsProposed,
     SeedCreated,
     SeedExpired,
     SeedProfile,
@@ -32,133 +39,211 @@ from shared.events import (
     SeedUpdated,
     SeedWithdrawn,
 )
-from shared.kafka import EventHandler
 from shared.outbox import record_event
+from shared.reference import ProfileStatus
 from shared.telemetry import meter
 
-from .domain import ProfileIndex, proposals_for_need, proposals_for_seed
-from .models import PairingRecord
+from .domain import Candidate, ProfileIndex
+from .publication import (
+    Kind,
+    Trigger,
+    counterparts_to_read,
+    pairing_of,
+    reconcile,
+)
 from .registry_client import NeedTextSource
 from .settings import MatcherSettings
+from .store import dismissed_pairs, lock_lists, read_lists, read_pairs, write_pairs
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 _meter = meter(__name__)
 _ranking_duration = _meter.create_histogram(
-    "matchnet.ranking.duration", unit="s", description="Time to rank one new seed or need against the index"
+    "matchnet.ranking.duration", unit="s", description="Time to rank one seed or need against the index"
 )
 _pairings_published = _meter.create_counter(
     "matchnet.pairings.published", unit="{pairing}",
-    description="Ranked pairings committed for publication (pairings.proposed events, one per office)",
+    description="Pairings in committed pairing events (proposed, updated, retracted), per office view",
 )
 EVENT_SOURCE = "/matchnet/matcher"
-# A profile changed after its creation: re-index it (the index drops one that is no longer open).
-SEED_CHANGES = (SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
-NEED_CHANGES = (NeedUpdated, NeedStatusChanged, NeedWithdrawn, NeedExpired)
+CONSUMER_GROUP = "matchnet-matcher"  # shared by the replicas: each ranks the events of its partitions
+SEED_EVENTS = (SeedCreated, SeedUpdated, SeedStatusChanged, SeedWithdrawn, SeedExpired)
+NEED_EVENTS = (NeedCreated, NeedUpdated, NeedStatusChanged, NeedWithdrawn, NeedExpired)
+Profile = SeedProfile | NeedProfile
 
 
-def make_handler(
-    index: ProfileIndex, settings: MatcherSettings, texts: NeedTextSource | None = None
-) -> EventHandler:
-    """Apply a seed or need event to the index and publish the pairings it causes, in one transaction.
+def profile_of(envelope: Envelope) -> Profile | None:
+    """The seed or need a profile event carries (None for any other event)."""
+    payload = envelope.payload()
+    if isinstance(payload, SEED_EVENTS):
+        return payload.seed
+    if isinstance(payload, NEED_EVENTS):
+        return payload.need
+    return None
 
-    A confidential need's event carries only its redacted summary: ``texts`` reads its full text.
-    """
-    texts = texts or NeedTextSource(settings)
 
-    def handle(session: Session, envelope: Envelope) -> None:
-        payload = envelope.payload()
-        if isinstance(payload, SEED_CHANGES):
-            index.upsert(payload.seed)
-            return
-        if isinstance(payload, NEED_CHANGES):
-            index.upsert(texts.full(payload.need))
-            return
-        started = time.perf_counter()
-        with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": envelope.subject}) as span:
-            trigger = "seed" if isinstance(payload, SeedCreated) else "need"
-            if isinstance(payload, SeedCreated):
-                index.upsert(payload.seed)
-                proposals = proposals_for_seed(index, payload.seed.id, settings.top_k, settings.min_score)
-            elif isinstance(payload, NeedCreated):
-                index.upsert(texts.full(payload.need))
-                proposals = proposals_for_need(index, payload.need.id, settings.top_k, settings.min_score)
+@dataclass
+class Profiles:
+    """The index, and the newest version seen of every profile, also of those that left it: a late
+    older event never brings back what a newer one changed or removed."""
+
+    index: ProfileIndex
+    # Reads a confidential need's full text: its events carry only the redacted summary.
+    texts: NeedTextSource | None = None
+    _left: dict[str, int] = field(default_factory=dict)  # profile id -> version at which it stopped being open
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, profile: Profile) -> bool:
+        """Apply ``profile`` unless a newer version is known; False when it is stale.
+
+        True also when this very version was applied before (by the index snapshot, or by the other
+        consumer of a replica): its publication may still be due.
+        """
+        if isinstance(profile, NeedProfile) and self.texts is not None:
+            profile = self.texts.full(profile)  # raises if unavailable: the event is retried
+        with self._lock:
+            indexed = self.index.profile(profile.id)
+            known = indexed.version if indexed is not None else self._left.get(profile.id)
+            if known is not None and profile.version < known:
+                return False
+            if known is not None and profile.version == known:
+                return True
+            self.index.upsert(profile)
+            if profile.status == ProfileStatus.open:
+                self._left.pop(profile.id, None)
             else:
-                return
-            span.set_attribute("matchnet.index_size", len(index))
-            span.set_attribute("matchnet.offices", len(proposals))
-        _ranking_duration.record(time.perf_counter() - started, {"matchnet.trigger_kind": trigger})
-        published = sum(len(proposal.pairings) for proposal in proposals)
+                self._left[profile.id] = profile.version
+            return True
+
+
+@dataclass
+class DismissedPairs:
+    """Dismissed (seed_id, need_id) pairs, passed to ``rank`` as ``exclude``: loaded at start, grown by
+    feedback. The database stays the truth (the reconciliation reads a trigger's dismissed pairs),
+    so a dismissal given on another replica is learnt on the way."""
+
+    pairs: frozenset[tuple[str, str]] = frozenset()
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self, db: Database) -> None:
+        with db.session() as session:
+            found = dismissed_pairs(session.connection())
+        self.add(*found)
+
+    def add(self, *pairs: tuple[str, str]) -> None:
+        with self._lock:
+            if not set(pairs) <= self.pairs:
+                self.pairs = self.pairs | set(pairs)  # replaced, never mutated: rank reads it unlocked
+
+
+@dataclass
+class Matcher:
+    """What the matcher's handlers share: the index with its versions, the dismissed pairs, settings."""
+
+    settings: MatcherSettings
+    index: ProfileIndex = field(default_factory=ProfileIndex)
+    dismissed: DismissedPairs = field(default_factory=DismissedPairs)
+    texts: NeedTextSource | None = None
+
+    def __post_init__(self) -> None:
+        self.profiles = Profiles(self.index, texts=self.texts or NeedTextSource(self.settings))
+        self.events_handled = 0  # profile events this replica ranked (not the stale ones it dropped)
+
+    def depth(self, kind: Kind) -> int:
+        """How deep a trigger is ranked: a need for its list, a seed also for the needs' lists it may enter."""
+        return max(self.settings.top_k, self.settings.reach) if kind == "seed" else self.settings.top_k
+
+    def handle(self, session: Session, envelope: Envelope) -> None:
+        """Apply one seed or need event and record the pairing events it causes, in ``session``."""
+        profile = profile_of(envelope)
+        if profile is None or not self.profiles.apply(profile):
+            return
+        self.events_handled += 1
+        kind: Kind = "seed" if isinstance(profile, SeedProfile) else "need"
+        is_open = self.index.profile(profile.id) is not None
+        trigger = Trigger(kind, profile.id, profile.office_id, is_open, profile.status.value)
+        started = time.perf_counter()
+        with _tracer.start_as_current_span("rank", attributes={"matchnet.trigger_id": profile.id}) as span:
+            candidates = self._rank(profile.id, self.depth(kind)) if is_open else []
+            span.set_attribute("matchnet.index_size", len(self.index))
+            span.set_attribute("matchnet.candidates", len(candidates))
+        _ranking_duration.record(time.perf_counter() - started, {"matchnet.trigger_kind": kind})
+        connection = lock_lists(session)
+        stored = read_lists(connection, kind, profile.id, counterparts_to_read(trigger, candidates))
+        self.dismissed.add(*((p.seed_id, p.need_id) for p in stored.values() if p.dismissed))
+        publication = reconcile(
+            trigger, candidates, stored, top_k=self.settings.top_k,
+            pairing_for=lambda candidate: pairing_of(self.index, candidate),
+            rerank=self._rerank, load=lambda ids: read_pairs(connection, ids),
+        )
+        write_pairs(connection, publication.writes, publication.deletes)
+        for event_type, event in publication.events:
+            record_event(session, Envelope.wrap(event_type, EVENT_SOURCE, event.office_id, event))
+        published = sum(len(event.pairings) for _, event in publication.events)
         if published:
-            after_commit(session, lambda: _pairings_published.add(published, {"matchnet.trigger_kind": trigger}))
-        for proposal in proposals:
-            store_pairings(session, proposal)
-            record_event(
-                session,
-                Envelope.wrap(EventType.pairings_proposed, EVENT_SOURCE, proposal.office_id, proposal),
-            )
+            after_commit(session, lambda: _pairings_published.add(published, {"matchnet.trigger_kind": kind}))
 
-    return handle
+    def _rank(self, profile_id: str, limit: int) -> list[Candidate]:
+        return self.index.rank(profile_id, limit, self.settings.min_score, exclude=self.dismissed.pairs)
 
-
-_PAIRING = PairingRecord.__table__  # type: ignore[attr-defined]
+    def _rerank(self, profile_id: str) -> list[Candidate] | None:
+        if self.index.profile(profile_id) is None:
+            return None
+        # A little deeper than the list: a pair dismissed on another replica may still be among them.
+        return self._rank(profile_id, self.settings.top_k + 5)
 
 
-def _upsert_pairing(dialect: str) -> Any:
-    statement = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_PAIRING)
-    return statement.on_conflict_do_update(
-        index_elements=["pairing_id"],
-        set_={"score": statement.excluded.score, "pairing": statement.excluded.pairing,
-              "updated_at": statement.excluded.updated_at},
-    )
+def apply_to_index(matcher: Matcher) -> Callable[[Envelope], None]:
+    """The index follower's handler (replicas): the profile change only, nothing stored or published."""
+
+    def apply(envelope: Envelope) -> None:
+        profile = profile_of(envelope)
+        if profile is not None:
+            matcher.profiles.apply(profile)
+
+    return apply
 
 
-# Core upserts compiled once per dialect: the hot path of every ranking.
-_UPSERT_PAIRING = {dialect: _upsert_pairing(dialect) for dialect in ("sqlite", "postgresql")}
+# ---- the index snapshot at start -------------------------------------------------------------
 
 
-def store_pairings(session: Session, proposal: PairingsProposed) -> None:
-    """Insert or refresh the proposal's pairings (one statement, many rows)."""
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "pairing_id": p.pairing_id, "seed_id": p.seed.id, "need_id": p.need.id, "office_id": p.need.office_id,
-            "score": p.score, "pairing": p.model_dump(mode="json"), "updated_at": now,
-        }
-        for p in proposal.pairings
-    ]
-    if rows:
-        connection = session.connection()
-        connection.execute(_UPSERT_PAIRING[connection.dialect.name], rows)
+async def rebuild_index(profiles: Profiles, settings: MatcherSettings) -> dict[str, int]:
+    """Load every open seed and need from the registries into the index, page by page as they come
+    (cursor pagination, ``status=open``), retrying with backoff until ``rebuild_timeout_s``.
 
-
-async def rebuild_index(index: ProfileIndex, settings: MatcherSettings) -> None:
-    """Load every open seed and need from the registries (paginated, retried) into the index."""
+    Returns how many profiles of each kind were loaded.
+    """
     api_key = settings.api_key or settings.bootstrap_admin_key
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     deadline = asyncio.get_running_loop().time() + settings.rebuild_timeout_s
-    async with httpx.AsyncClient(headers=headers, timeout=10.0) as client:
+    loaded = {"seeds": 0, "needs": 0}
+    async with httpx.AsyncClient(headers=headers, timeout=10.0, trust_env=False) as client:
         for base_url, resource, model in (
             (settings.seeds_url, "seeds", SeedProfile),
             (settings.needs_url, "needs", NeedProfile),
         ):
             cursor: str | None = None
-            loaded = 0
             while True:
-                params: dict[str, str | int] = {"status": "open", "limit": 200}
+                params: dict[str, str | int] = {"status": "open", "limit": settings.rebuild_page_size}
                 if cursor:
                     params["cursor"] = cursor
                 page = await _get_with_retry(client, f"{base_url}/v1/{resource}", params, deadline)
-                for item in page["items"]:
-                    index.upsert(model.model_validate(item))
-                    loaded += 1
+                items = [model.model_validate(item) for item in page["items"]]
+                await asyncio.to_thread(_apply_all, profiles, items)  # off the loop: analysis takes a while
+                loaded[resource] += len(items)
                 cursor = page.get("next_cursor")
                 if not cursor:
                     break
-            log.info("matcher: index rebuilt with %d %s", loaded, resource)
+            log.info("matcher: index rebuilt with %d %s", loaded[resource], resource)
+    return loaded
 
 
-async def _get_with_retry(client: httpx.AsyncClient, url: str, params: dict, deadline: float) -> dict:
+def _apply_all(profiles: Profiles, items: list[Any]) -> None:
+    for profile in items:
+        profiles.apply(profile)
+
+
+async def _get_with_retry(client: httpx.AsyncClient, url: str, params: dict[str, Any], deadline: float) -> Any:
     backoff = 0.1
     while True:
         try:
@@ -168,6 +253,6 @@ async def _get_with_retry(client: httpx.AsyncClient, url: str, params: dict, dea
         except (httpx.HTTPError, ValueError) as error:
             if asyncio.get_running_loop().time() + backoff > deadline:
                 raise RuntimeError(f"index rebuild: {url} unavailable: {error}") from error
-            log.warning("matcher: %s not available yet (%s), retrying", url, error)
+            log.warning("matcher: %s not available yet (%s), retrying in %.1fs", url, error, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
