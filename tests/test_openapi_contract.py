@@ -18,8 +18,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from services.matcher.app import MATCHER
 from services.matcher.app import create_app as create_matcher_app
-from services.matcher.domain import ProfileIndex
+from services.matcher.events import Matcher
 from services.matcher.settings import MatcherSettings
 from services.needs.app import create_app as create_needs_app
 from services.needs.settings import NeedsSettings
@@ -45,7 +46,7 @@ def _service_app(name: str, data_dir: Path) -> Iterator[FastAPI]:
     settings = settings_class(database_url=f"sqlite:///{data_dir / f'{name}.db'}", bootstrap_admin_key=ADMIN_KEY)
     with route_harness(create_app, settings) as api:  # migrated, as the service does at start
         app: FastAPI = api.client.app  # type: ignore[assignment]
-        app.state.runtime.extras["index"] = ProfileIndex()  # what the matcher's start hook provides
+        app.state.runtime.extras[MATCHER] = Matcher(settings)  # what the matcher's start hook provides
         app.router.lifespan_context = _no_lifespan  # routes over the database only: no broker, no registry
         yield app
 
