@@ -272,23 +272,18 @@ _PROFILE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def seed_profile_of(record: Record) -> SeedProfile:
-    """The matcher's view of a seed: only the fields its event type has."""
+    """The seed as its events carry it: every schema field the profile event has."""
     return SeedProfile(
-        id=record["external_id"], version=1, title=record["title"], description=record["description"],
-        keywords=record["keywords"], fields=record["fields"], owner_org=record["owner_org"],
-        owner_type=record["owner_type"], prefecture=record["prefecture"], offers=record["offers"],
-        language=record["language"], status=record["status"], created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        id=record["external_id"], version=1, created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        **{name: record[name] for name in SEED_FIELDS},
     )
 
 
 def need_profile_of(record: Record) -> NeedProfile:
-    """The matcher's view of a need: only the fields its event type has."""
+    """The need as its events carry it (the matcher sees the full text even of a confidential need)."""
     return NeedProfile(
-        id=record["external_id"], version=1, title=record["title"], description=record["description"],
-        keywords=record["keywords"], fields=record["fields"], company_name=record["company_name"],
-        company_size=record["company_size"], prefecture=record["prefecture"], wanted_forms=record["wanted_forms"],
-        confidentiality=record["confidentiality"], language=record["language"], status=record["status"],
-        created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        id=record["external_id"], version=1, created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        **{name: record[name] for name in NEED_FIELDS},
     )
 
 
