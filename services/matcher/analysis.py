@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .lexicon import BUSINESS_BRIDGE, TECHNICAL_TERMS
+from .lexicon import TECHNICAL_TERMS
 
 CONCEPT_PREFIX = "~"
 
@@ -55,7 +55,9 @@ _STOPWORDS = frozenset(
         "so such also may more most other over per very when where while who how what all any each both"
     ).split()
 )
-_KATAKANA_FOLDS = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴ", "ブ"), ("ヵ", "カ"), ("ヶ", "ケ"))
+_KATAKANA_FOLDS = (
+    ("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴ", "ブ"), ("ヵ", "カ"), ("ヶ", "ケ")
+)
 _KATAKANA_TO_HIRAGANA = {code + 0x60: code for code in range(0x3041, 0x3097)}
 # British and American spellings meet (colour/color); plural and -ise/-ize folds are in _stem.
 _SPELLINGS = {
@@ -139,8 +141,8 @@ def compile_lexicon(*tables: str) -> Lexicon:
             concept, _, forms = line.partition(":")
             japanese, _, english = forms.partition("|")
             concept = CONCEPT_PREFIX + concept.strip()
-            for form in (f.strip() for f in [*japanese.split(","), *english.split(",")]):
-                form = normalise(form)
+            for written in [*japanese.split(","), *english.split(",")]:
+                form = normalise(written.strip())
                 if not form:
                     continue
                 if form.startswith("=") or (len(form) == 1 and not _is_latin(form)):
@@ -156,19 +158,20 @@ def compile_lexicon(*tables: str) -> Lexicon:
                         phrases[words[0]].append((words, concept))
                 else:
                     substrings[form[:2]].append((form, concept))
-    for forms in substrings.values():
-        forms.sort(key=lambda item: -len(item[0]))
+    for candidates in substrings.values():
+        candidates.sort(key=lambda item: -len(item[0]))
     for entries in phrases.values():
         entries.sort(key=lambda item: -len(item[0]))
     first = "".join(sorted({prefix[0] for prefix in substrings}))
+    starts = f"[{re.escape(first)}]" if first else "(?!)"
     return Lexicon(
-        katakana_words=katakana, substrings=dict(substrings), first_characters=re.compile(f"[{re.escape(first)}]"),
+        katakana_words=katakana, substrings=dict(substrings), first_characters=re.compile(starts),
         whole_runs=whole_runs, phrases=dict(phrases),
         longest_katakana=max((len(w) for w in katakana), default=0),
     )
 
 
-LEXICON = compile_lexicon(TECHNICAL_TERMS, BUSINESS_BRIDGE)
+LEXICON = compile_lexicon(TECHNICAL_TERMS)
 
 
 # ---- analysis -------------------------------------------------------------------------------------
@@ -275,12 +278,12 @@ def is_concept(term: str) -> bool:
 def weighted_counts(weighted_texts: Iterable[tuple[str, float]], concept_weight: float) -> Counter[str]:
     """Term frequencies of several texts, each occurrence counted ``weight`` times (titles weigh more);
     a concept term counts ``concept_weight`` of a word (it repeats what the words already say)."""
-    counts: Counter[str] = Counter()
+    counts: Counter[str] = Counter()  # float counts: weights are not whole numbers
     for text, weight in weighted_texts:
         if not text:
             continue
         for term, _, _ in tokens(text):
-            counts[term] += weight * (concept_weight if term[0] == CONCEPT_PREFIX else 1.0)
+            counts[term] += weight * (concept_weight if term[0] == CONCEPT_PREFIX else 1.0)  # type: ignore[assignment]
     return counts
 
 

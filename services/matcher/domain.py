@@ -29,7 +29,14 @@ from shared.events import (
     SeedProfile,
     SeedSummary,
 )
-from shared.reference import PREFECTURES, TECHNOLOGY_FIELDS, Confidentiality, ProfileStatus, office_id_for, today_in_japan
+from shared.reference import (
+    PREFECTURES,
+    TECHNOLOGY_FIELDS,
+    Confidentiality,
+    ProfileStatus,
+    office_id_for,
+    today_in_japan,
+)
 
 from . import scoring
 from .analysis import matched_phrases, sublinear, weighted_counts

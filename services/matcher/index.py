@@ -32,6 +32,8 @@ from . import scoring
 MAX_DOC_TERMS = 128
 QUERY_TERMS = 48
 RESCORE_DEPTH = 300
+# Up to this many live profiles every one is scored exactly (the fast path would gain nothing).
+FAST_PATH_FROM = RESCORE_DEPTH
 MAX_CODES = 6
 # A posting list longer than this share of the index is skipped by the fast path (its terms have
 # the lowest idf; exact rescoring still counts them).
@@ -250,7 +252,7 @@ class KindIndex:
     def candidates(self, query: Signature, idf: Floats) -> Slots:
         """Slots worth scoring exactly: every live one when few, else the fast path's best estimates."""
         used = len(self.ids)
-        if len(self.slot_of) <= RESCORE_DEPTH:
+        if len(self.slot_of) <= FAST_PATH_FROM:
             return np.flatnonzero(self.alive[:used])
         weights = query.tf * idf[query.term_ids]
         order = np.argsort(-weights)[:QUERY_TERMS]
@@ -298,6 +300,11 @@ class KindIndex:
             np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
         )
         fields = scoring.field_overlap(self.fields[slots], query.fields)
+        offered: npt.NDArray[np.integer] | int
+        wanted: npt.NDArray[np.integer] | int
+        trl: npt.NDArray[np.integer] | int
+        timeline: npt.NDArray[np.integer] | int
+        size: npt.NDArray[np.integer] | int
         if query_is_need:  # candidates are seeds
             offered, wanted = self.forms[slots], query.forms
             trl, timeline = self.stage[slots], query.stage
