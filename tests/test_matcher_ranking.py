@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.matcher.analysis import normalise, shared_phrases, terms
+from services.matcher.analysis import matched_phrases, normalise, terms
 from services.matcher.domain import (
     ProfileIndex,
     need_summary,
@@ -15,18 +15,19 @@ def test_normalisation_folds_full_width_and_half_width_forms() -> None:
     assert normalise("ＡＢＣ１２３ ｶﾀｶﾅ") == "abc123 カタカナ"
 
 
-def test_japanese_is_cut_into_bigrams_per_script_and_grammar_is_dropped() -> None:
-    assert terms("排熱を活用したい") == ["排熱", "活用"]
-    assert terms("熱電変換") == ["熱電", "電変", "変換"]
-    assert terms("モーター") == ["モー", "ータ", "ター"]
+def test_kanji_is_cut_into_bigrams_katakana_kept_as_words_and_grammar_dropped() -> None:
+    assert [t for t in terms("排熱を活用したい") if not t.startswith("~")] == ["排熱", "活用"]
+    assert [t for t in terms("熱電変換") if not t.startswith("~")] == ["熱電", "電変", "変換"]
+    assert [t for t in terms("モーター") if not t.startswith("~")] == ["モータ"]
 
 
 def test_english_is_cut_into_lowercase_words_without_stopwords() -> None:
-    assert terms("The Thermoelectric conversion of waste heat") == ["thermoelectric", "conversion", "waste", "heat"]
+    words = [t for t in terms("The Thermoelectric conversion of waste heat") if not t.startswith("~")]
+    assert words == ["thermoelectric", "conversion", "waste", "heat"]
 
 
 def test_consecutive_shared_bigrams_read_as_one_phrase() -> None:
-    assert shared_phrases("熱電変換と排熱", {"熱電", "電変", "変換", "排熱"}) == ["熱電変換", "排熱"]
+    assert matched_phrases("熱電変換と排熱", {"熱電", "電変", "変換", "排熱"}) == ["熱電変換", "排熱"]
 
 
 def index_of(*profiles) -> ProfileIndex:
@@ -39,8 +40,8 @@ def index_of(*profiles) -> ProfileIndex:
 def test_a_need_in_business_words_finds_the_technical_seed_first() -> None:
     index = index_of(
         seed_profile("seed_heat", title="排熱を電気に変える熱電変換シート", keywords=["熱電変換", "排熱回収"]),
-        seed_profile("seed_food", title="食品の鮮度センサー", description="においで鮮度を判定する",
-                     keywords=["鮮度"], fields=["agriculture_food"]),
+        seed_profile("seed_food", title="食品の鮮度センサー", summary="においで鮮度を判定する。",
+                     description="においで鮮度を判定する", keywords=["鮮度"], fields=["agriculture_food"]),
         need_profile("need_1", title="工場の排熱を有効活用したい", description="鋳造の排熱を電気にしたい"),
     )
     ranked = index.rank("need_1", limit=10, min_score=0.0)
@@ -120,4 +121,4 @@ def test_a_confidential_need_leaves_the_matcher_without_its_text() -> None:
 
 
 def test_single_shared_characters_are_not_offered_as_explanations() -> None:
-    assert shared_phrases("電気に変える 使う 排熱", {"変", "使", "排熱"}) == ["排熱"]
+    assert matched_phrases("電気に変える 使う 排熱", {"変", "使", "排熱"}) == ["排熱"]

@@ -12,7 +12,7 @@ import math
 import re
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -266,6 +266,26 @@ class ProfileIndex:
 
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         return self.profiles.get(profile_id)
+
+    @property
+    def documents(self) -> Mapping[str, Document]:
+        """The indexed profiles as analysed documents (analysed again on reading: for tests and tools)."""
+        return _Documents(self.profiles)
+
+
+class _Documents(Mapping[str, Document]):
+    def __init__(self, profiles: dict[str, SeedProfile | NeedProfile]) -> None:
+        self._profiles = profiles
+
+    def __getitem__(self, profile_id: str) -> Document:
+        profile = self._profiles[profile_id]
+        return _document_of(profile, "seed" if isinstance(profile, SeedProfile) else "need")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
 
 
 def region_relation(seed: SeedProfile, need: NeedProfile) -> Literal["same_prefecture", "same_block", "other"]:
