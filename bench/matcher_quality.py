@@ -602,7 +602,7 @@ def evaluate_variant(variant: Variant, labelled: LabelledSet) -> SystemResult:
     with contextlib.ExitStack() as stack:
         for patcher in variant.patches():
             stack.enter_context(patcher)
-        analysis._display_tokens.cache_clear()
+        analysis.term_spans.cache_clear()
         return evaluate(system, labelled)
 
 

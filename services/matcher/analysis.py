@@ -32,22 +32,21 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .lexicon import TECHNICAL_TERMS
 
 CONCEPT_PREFIX = "~"
 
-# Runs of one script. Katakana excludes the middle dot ・ (a word separator) and includes ー.
-_RUN = re.compile(
-    r"(?P<kanji>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u3006]+)"
-    r"|(?P<katakana>[\u30a1-\u30fa\u30fc]+)"
-    r"|(?P<hiragana>[\u3041-\u3096\u309d\u309e]+)"
-    r"|(?P<latin>[a-z0-9]+)"
-)
+# Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
+# and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
+_KANJI_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u3006]+")
+_KATAKANA_RUN = re.compile(r"[\u30a1-\u30fa\u30fc]+")
+_LATIN_RUN = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     (
         "a an and are as at be by for from has have in into is it its of on or our that the their this to "
@@ -88,7 +87,19 @@ def fold_katakana(word: str) -> str:
     return word.rstrip("ー") or word
 
 
+_STEMS: dict[str, str] = {}
+
+
 def _stem(word: str) -> str:
+    stem = _STEMS.get(word)
+    if stem is None:
+        if len(_STEMS) > 200_000:
+            _STEMS.clear()
+        stem = _STEMS[word] = _stem_of(word)
+    return stem
+
+
+def _stem_of(word: str) -> str:
     word = _SPELLINGS.get(word, word)
     if word.endswith("isation"):
         return word[:-7] + "ization"
@@ -117,6 +128,7 @@ class Lexicon:
     whole_runs: dict[str, str]  # a run that must be exactly this text -> concept
     phrases: dict[str, list[tuple[tuple[str, ...], str]]]  # first word -> (words, concept), longest first
     longest_katakana: int
+    katakana_runs: dict[str, tuple[Token, ...]] = field(default_factory=dict, compare=False)  # memo per run
 
 
 def _is_katakana(text: str) -> bool:
@@ -202,38 +214,53 @@ def _split_katakana(run: str, lexicon: Lexicon) -> list[tuple[int, int, str]]:
 
 
 def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
-    """The index terms of ``text`` in order of script runs, each as (term, start, end) in the normalised text."""
+    """The index terms of ``text``, each as (term, start, end) in the normalised text; grouped by script."""
     lexicon = lexicon or LEXICON
     text = normalise(text)
     out: list[Token] = []
     append = out.append
-    latin: list[Token] = []
     whole_runs = lexicon.whole_runs
-    for match in _RUN.finditer(text):
-        kind = match.lastgroup
+    for match in _KANJI_RUN.finditer(text):
         run = match.group()
         start = match.start()
-        if kind == "kanji":
-            if len(run) == 1:
-                append((run, start, start + 1))
-            else:
-                out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(len(run) - 1)])
-            if run in whole_runs:
-                append((whole_runs[run], start, start + len(run)))
-        elif kind == "katakana":
-            whole = fold_katakana(run)
-            if len(whole) > 1:
-                append((whole, start, start + len(run)))
-            for part_start, part_end, word in _split_katakana(run, lexicon):
-                if part_end - part_start < len(run):
-                    append((word, start + part_start, start + part_end))
-                append((lexicon.katakana_words[word], start + part_start, start + part_end))
-        elif kind == "latin":
-            latin.append((_stem(run), start, start + len(run)))
+        if len(run) == 1:
+            append((run, start, start + 1))
+        else:
+            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(len(run) - 1)])
+        if run in whole_runs:
+            append((whole_runs[run], start, start + len(run)))
+    memo = lexicon.katakana_runs
+    for match in _KATAKANA_RUN.finditer(text):
+        run = match.group()
+        relative = memo.get(run)
+        if relative is None:
+            if len(memo) > 100_000:
+                memo.clear()
+            relative = memo[run] = _katakana_terms(run, lexicon)
+        start = match.start()
+        out.extend([(term, start + a, start + b) for term, a, b in relative])
+    latin = [(_stem(m.group()), m.start(), m.end()) for m in _LATIN_RUN.finditer(text)]
     if latin:
         _add_latin(latin, lexicon, out)
     _add_substring_concepts(text, lexicon, out)
     return out
+
+
+def _katakana_terms(run: str, lexicon: Lexicon) -> tuple[Token, ...]:
+    """The terms of one katakana run, spans relative to it: the folded word, its known parts, concepts."""
+    out: list[Token] = []
+    whole = fold_katakana(run)
+    if len(whole) > 1:
+        out.append((whole, 0, len(run)))
+    if whole in lexicon.katakana_words:
+        parts = [(0, len(run), whole)]
+    else:
+        parts = _split_katakana(run, lexicon) if len(run) > 2 else []
+    for start, end, word in parts:
+        if end - start < len(run):
+            out.append((word, start, end))
+        out.append((lexicon.katakana_words[word], start, end))
+    return tuple(out)
 
 
 def _add_latin(words: list[Token], lexicon: Lexicon, out: list[Token]) -> None:
@@ -275,6 +302,29 @@ def is_concept(term: str) -> bool:
     return term.startswith(CONCEPT_PREFIX)
 
 
+def weighted_counts_of_parts(
+    parts: list[tuple[str, float]], concept_weight: float
+) -> tuple[str, Counter[str]]:
+    """The parts joined by newlines (the text explanations quote), and its weighted term counts:
+    an occurrence counts its part's weight, a concept ``concept_weight`` of that. One analysis."""
+    text = "\n".join(part for part, _ in parts)
+    starts: list[int] = []
+    weights: list[float] = []
+    position = 0
+    for part, weight in parts:
+        starts.append(position)
+        weights.append(weight)
+        position += len(unicodedata.normalize("NFKC", part)) + 1
+    counts: Counter[str] = Counter()
+    for term, spans in term_spans(text)[1].items():
+        scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
+        total = 0.0
+        for start, _ in spans:
+            total += weights[bisect_right(starts, start) - 1]
+        counts[term] = total * scale  # type: ignore[assignment]
+    return text, counts
+
+
 def weighted_counts(weighted_texts: Iterable[tuple[str, float]], concept_weight: float) -> Counter[str]:
     """Term frequencies of several texts, each occurrence counted ``weight`` times (titles weigh more);
     a concept term counts ``concept_weight`` of a word (it repeats what the words already say)."""
@@ -282,8 +332,9 @@ def weighted_counts(weighted_texts: Iterable[tuple[str, float]], concept_weight:
     for text, weight in weighted_texts:
         if not text:
             continue
-        for term, _, _ in tokens(text):
-            counts[term] += weight * (concept_weight if term[0] == CONCEPT_PREFIX else 1.0)  # type: ignore[assignment]
+        for term, count in Counter([token[0] for token in tokens(text)]).items():
+            scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
+            counts[term] += count * weight * scale  # type: ignore[assignment]
     return counts
 
 
@@ -295,9 +346,14 @@ def sublinear(tf: float) -> float:
 # ---- explanations ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _display_tokens(text: str) -> tuple[str, tuple[Token, ...]]:
-    return unicodedata.normalize("NFKC", text), tuple(tokens(text))
+@lru_cache(maxsize=512)
+def term_spans(text: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
+    """The NFKC text (case kept) and where each term of it comes from (the last few texts are kept:
+    a profile is analysed when it arrives and explained right after)."""
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for term, start, end in tokens(text):
+        spans[term].append((start, end))
+    return unicodedata.normalize("NFKC", text), dict(spans)
 
 
 def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | None = None) -> list[str]:
@@ -308,9 +364,11 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     single kanji explains nothing to a coordinator and is left out. Ordered by ``rank`` (the
     heaviest term of a phrase) when given, else longest first.
     """
-    display, text_tokens = _display_tokens(text)
-    wanted = set(shared)
-    spans = sorted((start, end, term) for term, start, end in text_tokens if term in wanted)
+    display, where = term_spans(text)
+    weights = rank or {}
+    spans = sorted(
+        (start, end, weights.get(term, 0.0)) for term in shared for start, end in where.get(term, ())
+    )
     phrases: dict[str, float] = {}
     current: list[int] | None = None
     weight = 0.0
@@ -321,8 +379,7 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
             if len(phrase) > 1:
                 phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
 
-    for start, end, term in spans:
-        term_weight = (rank or {}).get(term, 0.0)
+    for start, end, term_weight in spans:
         if current is not None and start <= current[1] + (1 if display[current[1] : start] in (" ", "-") else 0):
             current[1] = max(current[1], end)
             weight = max(weight, term_weight)

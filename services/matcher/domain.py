@@ -8,7 +8,6 @@ in services/matcher/analysis.py.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import threading
 from collections import Counter, defaultdict
@@ -39,7 +38,7 @@ from shared.reference import (
 )
 
 from . import scoring
-from .analysis import matched_phrases, sublinear, weighted_counts
+from .analysis import matched_phrases, weighted_counts_of_parts
 from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Vocabulary
 
 # How much each part of a profile counts towards its terms (the title says most about it).
@@ -51,6 +50,7 @@ TRANSLATED_TITLE_WEIGHT = 2.0
 TRANSLATED_SUMMARY_WEIGHT = 1.0
 CONCEPT_WEIGHT = 1.0  # a lexicon concept term against a word of the text
 MAX_EXPLAINED_TERMS = 6
+EXPLAINED_TERM_POOL = 16  # the heaviest shared terms an explanation's phrases are built from
 
 Kind = Literal["seed", "need"]
 FIELD_BIT = {code: 1 << i for i, code in enumerate(TECHNOLOGY_FIELDS)}
@@ -91,7 +91,7 @@ def classification_parts(code: str) -> tuple[str, str | None]:
 
 def profile_texts(profile: SeedProfile | NeedProfile) -> list[tuple[str, float]]:
     """The texts of a profile with their weights; the translated title and summary count too."""
-    return [
+    parts = [
         (profile.title, TITLE_WEIGHT),
         (" / ".join(profile.keywords), KEYWORD_WEIGHT),
         (profile.summary or "", SUMMARY_WEIGHT),
@@ -99,19 +99,18 @@ def profile_texts(profile: SeedProfile | NeedProfile) -> list[tuple[str, float]]
         (profile.title_translated or "", TRANSLATED_TITLE_WEIGHT),
         (profile.summary_translated or "", TRANSLATED_SUMMARY_WEIGHT),
     ]
+    return [(text, weight) for text, weight in parts if text and weight > 0]
 
 
 def display_text(profile: SeedProfile | NeedProfile) -> str:
-    """The text matched terms are quoted from, in the profile's own words."""
-    parts = [profile.title, " / ".join(profile.keywords), profile.summary or "", profile.description,
-             profile.title_translated or "", profile.summary_translated or ""]
-    return "\n".join(part for part in parts if part)
+    """The text matched terms are quoted from, in the profile's own words (its parts, one per line)."""
+    return "\n".join(text for text, _ in profile_texts(profile))
 
 
 def _document_of(profile: SeedProfile | NeedProfile, kind: Kind) -> Document:
+    _, counts = weighted_counts_of_parts(profile_texts(profile), CONCEPT_WEIGHT)
     return Document(
-        id=profile.id, kind=kind, counts=weighted_counts(profile_texts(profile), CONCEPT_WEIGHT),
-        fields=frozenset(profile.fields),
+        id=profile.id, kind=kind, counts=counts, fields=frozenset(profile.fields),
         classification=tuple(classification_parts(code) for code in profile.classification_codes),
         profile=profile,
     )
@@ -169,14 +168,17 @@ class ProfileIndex:
     def signature_of(self, document: Document) -> Signature:
         """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
         vocabulary = self.vocabulary
-        n = vocabulary.documents + 1
-        weighted = []
-        for term, tf in document.counts.items():
-            term_id = vocabulary.ids.get(term)
-            df = int(vocabulary.df[term_id]) if term_id is not None else 0
-            weighted.append((sublinear(tf) * math.log1p(n / (df + 1)), term, sublinear(tf)))
-        weighted.sort(key=lambda item: (-item[0], item[1]))
-        kept = weighted[:MAX_DOC_TERMS]
+        terms = list(document.counts)
+        known = vocabulary.ids
+        df = vocabulary.df[np.fromiter((known.get(term, 0) for term in terms), dtype=np.int64, count=len(terms))]
+        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
+        tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
+        weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
+        if len(terms) > MAX_DOC_TERMS:
+            kept = np.argpartition(-weights, MAX_DOC_TERMS)[:MAX_DOC_TERMS]
+        else:
+            kept = np.arange(len(terms))
+        kept = kept[np.lexsort((kept, -weights[kept]))]
         profile = document.profile
         groups = [vocabulary.id_of("ipc:" + group) for _, group in document.classification if group]
         subclasses = [vocabulary.id_of("ipc:" + subclass) for subclass, _ in document.classification]
@@ -187,8 +189,8 @@ class ProfileIndex:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
         return Signature(
-            term_ids=np.array([vocabulary.id_of(term) for _, term, _ in kept], dtype=np.int32),
-            tf=np.array([tf for _, _, tf in kept], dtype=np.float32),
+            term_ids=np.array([vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+            tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
             groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),
             forms=forms, stage=stage,
@@ -219,7 +221,10 @@ class ProfileIndex:
                 return []
             other = self.kinds["seed" if query_is_need else "need"]
             idf = self.vocabulary.idf()
-            slots = np.flatnonzero(other.alive[: len(other.ids)]) if exact else other.candidates(query, idf)
+            if exact:
+                slots = np.flatnonzero(other.alive[: len(other.ids)])
+            else:
+                slots = other.candidates(query, query_is_need, idf)
             if not len(slots):
                 return []
             ranked = other.score(query, query_is_need, slots, idf, today)
@@ -230,6 +235,9 @@ class ProfileIndex:
         limit: int, min_score: float, exclude: frozenset[tuple[str, str]] | set[tuple[str, str]],
     ) -> list[Candidate]:
         order = np.lexsort((ranked.slots, -ranked.scores))
+        idf = self.vocabulary.idf()
+        query_weights = dict(zip(query.term_ids.tolist(), (query.tf * idf[query.term_ids]).tolist(), strict=True))
+        query_weights.pop(0, None)
         top: list[Candidate] = []
         for position in order.tolist():
             score = float(ranked.scores[position])
@@ -247,22 +255,23 @@ class ProfileIndex:
             })
             seed, need = self.profiles[seed_id], self.profiles[need_id]
             assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
-            shared = self._shared_terms(query, other, int(ranked.slots[position]))
+            shared = self._shared_terms(query_weights, other, int(ranked.slots[position]))
             top.append(Candidate(
                 seed_id=seed_id, need_id=need_id, score=round(score, 4),
                 explanation=explain(seed, need, shared, components), components=components,
             ))
         return top
 
-    def _shared_terms(self, query: Signature, other: KindIndex, slot: int) -> dict[str, float]:
-        """The terms both signatures hold, each with its weight in the text score."""
+    def _shared_terms(self, query_weights: dict[int, float], other: KindIndex, slot: int) -> dict[str, float]:
+        """The terms both signatures hold, the heaviest first, each with its weight in the text score."""
         idf = self.vocabulary.idf()
-        query_weights = dict(zip(query.term_ids.tolist(), (query.tf * idf[query.term_ids]).tolist(), strict=True))
-        shared: dict[str, float] = {}
-        for term_id, tf in zip(other.term_ids[slot].tolist(), other.tf[slot].tolist(), strict=True):
-            if term_id and term_id in query_weights:
-                shared[self.vocabulary.terms[term_id]] = query_weights[term_id] * tf * float(idf[term_id])
-        return shared
+        shared = [
+            (query_weights[term_id] * tf * float(idf[term_id]), term_id)
+            for term_id, tf in zip(other.term_ids[slot].tolist(), other.tf[slot].tolist(), strict=True)
+            if term_id in query_weights
+        ]
+        shared.sort(reverse=True)
+        return {self.vocabulary.terms[term_id]: weight for weight, term_id in shared[:EXPLAINED_TERM_POOL]}
 
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         return self.profiles.get(profile_id)

@@ -70,13 +70,15 @@ FRESHNESS_HALF_LIFE_DAYS = 365.0
 
 FORMS = tuple(CollaborationForm)
 FORM_BIT = {form: 1 << i for i, form in enumerate(FORMS)}
+FORM_BIT_BY_VALUE: dict[str, int] = {form.value: bit for form, bit in FORM_BIT.items()}  # a StrEnum hashes as its value
 SIZES = tuple(CompanySize)
 SIZE_CODE = {size: i + 1 for i, size in enumerate(SIZES)}  # 0: not a need
 BLOCK_CODE = {block: i + 1 for i, block in enumerate(REGIONAL_BLOCKS)}
 
 
 def forms_mask(forms: list[CollaborationForm] | list[str]) -> int:
-    return sum(FORM_BIT[CollaborationForm(form)] for form in set(forms))
+    bits = FORM_BIT_BY_VALUE
+    return sum(bits[form] for form in set(forms))
 
 
 def _form_table() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
