@@ -62,7 +62,7 @@ shelf_life: 日持ち, 保存性, 消費期限, 賞味期限, 品質保持期限
 sterilisation: 殺菌, 滅菌, 除菌 | sterilisation, sterilization, sterilising, pasteurisation, disinfection
 antibacterial: 抗菌, 抗ウイルス | antibacterial, antimicrobial, antiviral
 deodorising: 消臭, 防臭, 脱臭 | deodorising, deodorizing, odour control, odor control
-mould: カビ, 抗かび, 防カビ | mould, mold, fungal, antifungal
+mould: カビ, かび, 抗かび, 防カビ | mould, mold, fungal, antifungal
 fermentation: 発酵, 醸造 | fermentation, brewing
 yeast: 酵母 | yeast
 enzyme: 酵素 | enzyme, enzymatic
