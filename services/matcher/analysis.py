@@ -18,13 +18,14 @@ On top, every form of a lexicon concept (services/matcher/lexicon.py) adds the c
 ``~name``: センサー, 検出器 and "sensor" all add ``~sensor``, which is how a Japanese need meets an
 English seed without translated fields.
 
-Why not a morphological analyser: measured on bench/quality (bench/matcher_quality.py
-``--analyser``), fugashi + unidic-lite words (nouns, verbs, adjectives) in place of the kanji
-bigrams gave a lower nDCG@10 than bigrams (0.716 against 0.738 with everything else equal): unidic's
-short units split the technical compounds the bigrams keep (熱 / 電 / 変換), and a need's business
-words share bigrams with the seed's compounds (排熱 ↔ 排熱回収) that whole words do not share. It
-also costs a 50 MB dictionary and about as much time per text as the rest of the analysis. SudachiPy
-(mode C) keeps compounds whole, which loses the partial matches too.
+Why not a morphological analyser, measured on bench/quality (``bench/matcher_quality.py
+--ablation``, 59 needs) and on this machine: fugashi + unidic-lite words (nouns, verbs, adjectives,
+suffixes) in place of the kanji bigrams reach nDCG@10 0.886 against 0.876 for bigrams, everything
+else equal: +0.01, about one need's worth and within the set's noise (about 0.02-0.03). Tagging alone
+takes 2.7-3.7 ms per 1,000 characters against 0.35-0.65 ms for this whole analysis, which would
+spend most of the 5 ms budget for ranking one need at 100k seeds, and unidic-lite is a 50 MB
+dictionary. unidic's short units also split technical compounds (熱 / 電 / 変換) that bigrams keep
+overlapping with business wording (排熱 ↔ 排熱回収). So: bigrams, with katakana words and the lexicon.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from functools import lru_cache
 from .lexicon import TECHNICAL_TERMS
 
 CONCEPT_PREFIX = "~"
+PHRASE_OCCURRENCES = 3  # an explanation quotes a term from its first few places in the text
 
 # Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
 # and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
@@ -367,26 +369,24 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     display, where = term_spans(text)
     weights = rank or {}
     spans = sorted(
-        (start, end, weights.get(term, 0.0)) for term in shared for start, end in where.get(term, ())
+        (start, end, weights.get(term, 0.0))
+        for term in shared
+        for start, end in where.get(term, ())[:PHRASE_OCCURRENCES]
     )
     phrases: dict[str, float] = {}
-    current: list[int] | None = None
-    weight = 0.0
-
-    def close() -> None:
-        if current is not None:
-            phrase = display[current[0] : current[1]].strip(" -")
-            if len(phrase) > 1:
-                phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
-
-    for start, end, term_weight in spans:
-        if current is not None and start <= current[1] + (1 if display[current[1] : start] in (" ", "-") else 0):
-            current[1] = max(current[1], end)
+    current_start, current_end, weight = -1, -1, 0.0
+    for start, end, term_weight in [*spans, (len(display) + 2, 0, 0.0)]:  # a sentinel closes the last phrase
+        if current_end >= 0 and (start <= current_end or (
+            start == current_end + 1 and display[current_end] in " -"
+        )):
+            current_end = max(current_end, end)
             weight = max(weight, term_weight)
             continue
-        close()
-        current, weight = [start, end], term_weight
-    close()
+        if current_end >= 0:
+            phrase = display[current_start:current_end].strip(" -")
+            if len(phrase) > 1:
+                phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
+        current_start, current_end, weight = start, end, term_weight
     if rank is None:
         return sorted(phrases, key=len, reverse=True)
     return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))

@@ -238,26 +238,32 @@ class ProfileIndex:
         idf = self.vocabulary.idf()
         query_weights = dict(zip(query.term_ids.tolist(), (query.tf * idf[query.term_ids]).tolist(), strict=True))
         query_weights.pop(0, None)
-        top: list[Candidate] = []
+        chosen: list[tuple[int, str, str]] = []
         for position in order.tolist():
             score = float(ranked.scores[position])
-            if score <= 0 or score < min_score or len(top) >= limit:
+            if score <= 0 or score < min_score or len(chosen) >= limit:
                 break
             other_id = other.ids[int(ranked.slots[position])]
             assert other_id is not None
             seed_id, need_id = (
                 (other_id, query_profile.id) if isinstance(query_profile, NeedProfile) else (query_profile.id, other_id)
             )
-            if (seed_id, need_id) in exclude:
-                continue
-            components = ScoreComponents(**{
-                name: round(float(values[position]), 4) for name, values in ranked.components.items()
-            })
+            if (seed_id, need_id) not in exclude:
+                chosen.append((position, seed_id, need_id))
+        if not chosen:
+            return []
+        positions = [position for position, _, _ in chosen]
+        columns = {name: np.round(values[positions], 4).tolist() for name, values in ranked.components.items()}
+        scores = np.round(ranked.scores[positions], 4).tolist()
+        top: list[Candidate] = []
+        for i, (position, seed_id, need_id) in enumerate(chosen):
+            # Built from our own arrays: no validation needed (the fields are floats in [0, 1]).
+            components = ScoreComponents.model_construct(**{name: column[i] for name, column in columns.items()})
             seed, need = self.profiles[seed_id], self.profiles[need_id]
             assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
             shared = self._shared_terms(query_weights, other, int(ranked.slots[position]))
             top.append(Candidate(
-                seed_id=seed_id, need_id=need_id, score=round(score, 4),
+                seed_id=seed_id, need_id=need_id, score=scores[i],
                 explanation=explain(seed, need, shared, components), components=components,
             ))
         return top

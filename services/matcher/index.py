@@ -34,6 +34,7 @@ from . import scoring
 MAX_DOC_TERMS = 96
 QUERY_TERMS = 48
 RESCORE_DEPTH = 300
+PREFILTER_DEPTH = 3000  # by the text estimate alone, before fields, codes, form and stage join it
 # Up to this many live profiles every one is scored exactly (the fast path would gain nothing).
 FAST_PATH_FROM = RESCORE_DEPTH
 MAX_CODES = 6
@@ -151,10 +152,9 @@ class KindIndex:
         self.updated_day = np.zeros(c, dtype=np.int32)
         self.expires_day = np.zeros(c, dtype=np.int32)
         self.norm = np.ones(c, dtype=np.float32)  # of the signature's tf × idf when it arrived
-        self._accumulator = np.zeros(c, dtype=np.float32)
 
     _COLUMNS = ("term_ids", "tf", "alive", "fields", "groups", "subclasses", "forms", "stage", "prefecture",
-                "block", "size", "updated_day", "expires_day", "norm", "_accumulator")
+                "block", "size", "updated_day", "expires_day", "norm")
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -270,28 +270,30 @@ class KindIndex:
             return np.flatnonzero(self.alive[:used])
         weights = query.tf * idf[query.term_ids]
         order = np.argsort(-weights)[:QUERY_TERMS]
-        accumulator = self._accumulator
-        touched: list[npt.NDArray[np.int32]] = []
         longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
+        lists: list[npt.NDArray[np.int32]] = []
+        list_weights: list[float] = []
         for position in order.tolist():
             postings = self.postings.get(int(query.term_ids[position]))
-            if postings is None or len(postings) > longest:
-                continue
-            slots = np.frombuffer(postings, dtype=np.int32)
-            accumulator[slots] += weights[position] * idf[query.term_ids[position]]
-            touched.append(slots)
+            if postings is not None and len(postings) <= longest:
+                lists.append(np.frombuffer(postings, dtype=np.int32))
+                list_weights.append(float(weights[position] * idf[query.term_ids[position]]))
         for code in {*query.groups, *query.subclasses}:
             postings = self.code_postings.get(code)
             if postings is not None and len(postings) <= longest:
-                slots = np.frombuffer(postings, dtype=np.int32)
-                accumulator[slots] += 1e-6  # a candidate even without a shared term
-                touched.append(slots)
-        if not touched:
+                lists.append(np.frombuffer(postings, dtype=np.int32))
+                list_weights.append(1e-6)  # a candidate even without a shared term
+        if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit = np.flatnonzero(accumulator[:used])
-        text = accumulator[hit] / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))
-        for slots in touched:
-            accumulator[slots] = 0.0
+        # One pass in C over every posting: a sum of the query weights per slot.
+        accumulated = np.bincount(
+            np.concatenate(lists), weights=np.repeat(list_weights, [len(slots) for slots in lists]), minlength=used
+        )
+        hit = np.flatnonzero(accumulated)
+        text = (accumulated[hit] / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
+        if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
+            best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
+            hit, text = hit[best], text[best]
         classification = (
             scoring.classification_overlap(
                 self.groups[hit], self.subclasses[hit],
