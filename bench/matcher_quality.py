@@ -4,13 +4,14 @@
     .venv/bin/python bench/matcher_quality.py --json          # the same figures, machine-readable
     .venv/bin/python bench/matcher_quality.py --per-need      # each need's figures and top seeds
     .venv/bin/python bench/matcher_quality.py --data DIR      # another labelled set of the same shape
+    .venv/bin/python bench/matcher_quality.py --ablation      # the matcher with one part at a time left out
 
 For every need, each system ranks the open seeds of the pool (status ``open``; an expired but open
 seed stays in the pool, the ranker has to leave it out). Systems:
 
 - ``matcher``: ``services.matcher.domain.ProfileIndex`` as it is, fed every open seed and every need
-  converted to its event types. Those types have no summary, translations, classification codes,
-  TRL, timeline or expiry: the adapter drops them (the matcher never sees them).
+  as their events carry them (every schema field: summary, translations, classification codes,
+  TRL, timeline, expiry).
 - ``tfidf``: the baseline the issue asks for, character-bigram TF-IDF cosine over title + summary +
   description and nothing else (NFKC, lower case, bigrams inside runs of letters and digits).
 
@@ -358,7 +359,7 @@ class System:
 
 
 SYSTEMS = (
-    System("matcher", "current matcher (skeleton ranker, services/matcher/domain.py)",
+    System("matcher", "the matcher's ranker (services/matcher/domain.py ProfileIndex)",
            lambda labelled: MatcherRanker(labelled.pool, labelled.needs)),
     System("tfidf", "char-bigram TF-IDF cosine, title+summary+description",
            lambda labelled: TfidfRanker(labelled.pool)),

@@ -38,6 +38,7 @@ PREFILTER_DEPTH = 3000  # by the text estimate alone, before fields, codes, form
 # Up to this many live profiles every one is scored exactly (the fast path would gain nothing).
 FAST_PATH_FROM = RESCORE_DEPTH
 MAX_CODES = 6
+SMALL_VOCABULARY = 20_000  # terms: below this, idf is exact after every change
 # A posting list longer than this share of the index is skipped by the fast path (its terms have
 # the lowest idf; exact rescoring still counts them).
 MAX_POSTING_SHARE = 0.05
@@ -76,21 +77,28 @@ class Vocabulary:
         self._idf_dirty = True
 
     def idf(self) -> Floats:
-        """idf of every term id (0 for the padding id). Recomputed when stale; on a large index only
-        when the number of documents moved by 1% or new terms arrived (idf moves slowly there)."""
+        """idf of every term id (0 for the padding id).
+
+        A small vocabulary is recomputed whenever a document came or went; a large one only when the
+        number of documents moved by 1% (idf moves slowly there), new terms getting theirs on the way.
+        """
         size = len(self.terms)
-        stale = self._idf_dirty and (
-            size > len(self._idf)
-            or size < 200_000
-            or abs(self.documents - self._idf_documents) > 0.01 * max(self._idf_documents, 1)
-        )
-        if stale:
-            n = max(self.documents, 1)
-            self._idf = np.log1p((n + 1) / (self.df[:size].astype(np.float32) + 1)).astype(np.float32)
-            self._idf[0] = 0.0
-            self._idf_documents = self.documents
+        if not self._idf_dirty:
+            return self._idf
+        n = max(self.documents, 1)
+        if size < SMALL_VOCABULARY or abs(n - self._idf_documents) > 0.01 * max(self._idf_documents, 1):
+            self._idf = self._idf_of(0, size, n)
+            self._idf_documents = n
             self._idf_dirty = False
+        elif size > len(self._idf):
+            self._idf = np.concatenate([self._idf, self._idf_of(len(self._idf), size, n)])
         return self._idf
+
+    def _idf_of(self, start: int, end: int, documents: int) -> Floats:
+        idf = np.log1p((documents + 1) / (self.df[start:end].astype(np.float32) + 1)).astype(np.float32)
+        if start == 0:
+            idf[0] = 0.0
+        return idf
 
 
 @dataclass
@@ -305,6 +313,9 @@ class KindIndex:
         if query_is_need:
             estimates *= scoring.form_credit(self.forms[hit], query.forms)
             estimates *= scoring.stage_credit(self.stage[hit], query.stage)
+        else:
+            estimates *= scoring.form_credit(query.forms, self.forms[hit])
+            estimates *= scoring.stage_credit(query.stage, self.stage[hit])
         estimates *= self.alive[hit]
         if len(hit) > RESCORE_DEPTH:
             best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
