@@ -253,8 +253,11 @@ class ProfileIndex:
         if not chosen:
             return []
         positions = [position for position, _, _ in chosen]
-        columns = {name: np.round(values[positions], 4).tolist() for name, values in ranked.components.items()}
-        scores = np.round(ranked.scores[positions], 4).tolist()
+        columns = {
+            name: np.round(values[positions].astype(np.float64), 4).tolist()
+            for name, values in ranked.components.items()
+        }
+        scores = np.round(ranked.scores[positions].astype(np.float64), 4).tolist()
         top: list[Candidate] = []
         for i, (position, seed_id, need_id) in enumerate(chosen):
             # Built from our own arrays: no validation needed (the fields are floats in [0, 1]).
