@@ -12,7 +12,8 @@ English texts), invented kanji compounds and katakana words, invented English wo
 grammatical glue; each profile draws half of its words from one of a few thousand topics and the
 rest from the general pools (Zipf-weighted), so postings have realistic lengths.
 
-For each size it reports, on one core (the process pins itself to CPU 0 unless ``--no-pin``):
+For each size it reports, on one core (the process pins itself to CPU ``--cpu``, 0 by default,
+unless ``--no-pin``):
 
 - build: seeds indexed per second (analysis included; generating the profiles is not timed);
 - memory: the index structures' bytes (signatures, attributes, postings, vocabulary) and the
@@ -282,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of new needs; the least disturbed (lowest p99) is reported (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="10k seeds, 100 needs: a smoke run")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin the process to CPU 0")
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU to pin the process to (default: %(default)s)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.queries, args.exact_queries, args.updates, args.rounds = "10000", 100, 30, 100, 1
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
+        os.sched_setaffinity(0, {args.cpu})
     assert normalise("Ａ") == "a"  # the analyser imports and works before the clock starts
 
     def log(message: str) -> None:
