@@ -266,6 +266,7 @@ def measure(
         "recall_at_20": round(statistics.fmean(recalls), 4) if recalls else None,
         "update_p50_ms": round(statistics.median(update_ms), 2),
         "update_p99_ms": round(percentile(update_ms, 0.99), 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the 2 cores during the run
         "queries": queries,
         "rounds": rounds_of_queries,
         "round_p99_ms": [round(percentile(values, 0.99), 2) for values in rounds],
@@ -306,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     header = ("seeds", "build/s", "index MB", "RSS MB", "need p50", "need p99", "events/s", "exact p50",
-              "exact p99", "R@20 fast", "update p50", "update p99")
+              "exact p99", "R@20 fast", "update p50", "update p99", "load")
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(value) for value in (
             f"{row['seeds']:,}", f"{row['build_seeds_per_s']:,}", row["index_mb"], row["rss_mb"],
             f"{row['need_p50_ms']} ms", f"{row['need_p99_ms']} ms", f"{row['need_events_per_s']:,}",
             f"{row['exact_p50_ms']} ms", f"{row['exact_p99_ms']} ms", row["recall_at_20"],
-            f"{row['update_p50_ms']} ms", f"{row['update_p99_ms']} ms",
+            f"{row['update_p50_ms']} ms", f"{row['update_p99_ms']} ms", row["load_average_1m"],
         )))
     return 0
 
