@@ -30,7 +30,6 @@ overlapping with business wording (排熱 ↔ 排熱回収). So: bigrams, with k
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from bisect import bisect_right
@@ -300,10 +299,6 @@ def terms(text: str) -> list[str]:
     return [token[0] for token in tokens(text)]
 
 
-def is_concept(term: str) -> bool:
-    return term.startswith(CONCEPT_PREFIX)
-
-
 def weighted_counts_of_parts(
     parts: list[tuple[str, float]], concept_weight: float
 ) -> tuple[str, Counter[str]]:
@@ -325,24 +320,6 @@ def weighted_counts_of_parts(
             total += weights[bisect_right(starts, start) - 1]
         counts[term] = total * scale  # type: ignore[assignment]
     return text, counts
-
-
-def weighted_counts(weighted_texts: Iterable[tuple[str, float]], concept_weight: float) -> Counter[str]:
-    """Term frequencies of several texts, each occurrence counted ``weight`` times (titles weigh more);
-    a concept term counts ``concept_weight`` of a word (it repeats what the words already say)."""
-    counts: Counter[str] = Counter()  # float counts: weights are not whole numbers
-    for text, weight in weighted_texts:
-        if not text:
-            continue
-        for term, count in Counter([token[0] for token in tokens(text)]).items():
-            scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
-            counts[term] += count * weight * scale  # type: ignore[assignment]
-    return counts
-
-
-def sublinear(tf: float) -> float:
-    """1 + ln(tf): a term said ten times is not ten times as telling."""
-    return 1.0 + math.log(tf) if tf >= 1 else tf
 
 
 # ---- explanations ---------------------------------------------------------------------------------
