@@ -4,13 +4,14 @@
     .venv/bin/python bench/matcher_quality.py --json          # the same figures, machine-readable
     .venv/bin/python bench/matcher_quality.py --per-need      # each need's figures and top seeds
     .venv/bin/python bench/matcher_quality.py --data DIR      # another labelled set of the same shape
+    .venv/bin/python bench/matcher_quality.py --ablation      # the matcher with one part at a time left out
 
 For every need, each system ranks the open seeds of the pool (status ``open``; an expired but open
 seed stays in the pool, the ranker has to leave it out). Systems:
 
 - ``matcher``: ``services.matcher.domain.ProfileIndex`` as it is, fed every open seed and every need
-  converted to its event types. Those types have no summary, translations, classification codes,
-  TRL, timeline or expiry: the adapter drops them (the matcher never sees them).
+  as their events carry them (every schema field: summary, translations, classification codes,
+  TRL, timeline, expiry).
 - ``tfidf``: the baseline the issue asks for, character-bigram TF-IDF cosine over title + summary +
   description and nothing else (NFKC, lower case, bigrams inside runs of letters and digits).
 
@@ -21,6 +22,7 @@ Timings are wall-clock on this machine, in one process, for information only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -34,9 +36,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from unittest import mock
 
+import numpy as np
 from quality_metrics import RECALL_MIN_GRADE, judged_useless_at, mean, ndcg_at, recall_at
 
+from services.matcher import analysis, domain, scoring
+from services.matcher import index as index_module
 from services.matcher.domain import ProfileIndex
 from shared.events import NeedProfile, SeedProfile
 from shared.reference import (
@@ -272,23 +278,18 @@ _PROFILE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def seed_profile_of(record: Record) -> SeedProfile:
-    """The matcher's view of a seed: only the fields its event type has."""
+    """The seed as its events carry it: every schema field the profile event has."""
     return SeedProfile(
-        id=record["external_id"], version=1, title=record["title"], description=record["description"],
-        keywords=record["keywords"], fields=record["fields"], owner_org=record["owner_org"],
-        owner_type=record["owner_type"], prefecture=record["prefecture"], offers=record["offers"],
-        language=record["language"], status=record["status"], created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        id=record["external_id"], version=1, created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        **{name: record[name] for name in SEED_FIELDS},
     )
 
 
 def need_profile_of(record: Record) -> NeedProfile:
-    """The matcher's view of a need: only the fields its event type has."""
+    """The need as its events carry it (the matcher sees the full text even of a confidential need)."""
     return NeedProfile(
-        id=record["external_id"], version=1, title=record["title"], description=record["description"],
-        keywords=record["keywords"], fields=record["fields"], company_name=record["company_name"],
-        company_size=record["company_size"], prefecture=record["prefecture"], wanted_forms=record["wanted_forms"],
-        confidentiality=record["confidentiality"], language=record["language"], status=record["status"],
-        created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        id=record["external_id"], version=1, created_at=_PROFILE_TIME, updated_at=_PROFILE_TIME,
+        **{name: record[name] for name in NEED_FIELDS},
     )
 
 
@@ -358,7 +359,7 @@ class System:
 
 
 SYSTEMS = (
-    System("matcher", "current matcher (skeleton ranker, services/matcher/domain.py)",
+    System("matcher", "the matcher's ranker (services/matcher/domain.py ProfileIndex)",
            lambda labelled: MatcherRanker(labelled.pool, labelled.needs)),
     System("tfidf", "char-bigram TF-IDF cosine, title+summary+description",
            lambda labelled: TfidfRanker(labelled.pool)),
@@ -515,17 +516,132 @@ def print_table(figures: dict[str, Any], labelled: LabelledSet, per_need: bool) 
                 print(f"    {name:<8} nDCG {row[f'ndcg@{NDCG_K}']:.3f}  R@{RECALL_K} {recall}  top5 {top}")
 
 
+# ---- ablations: what each part of the matcher adds ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    patches: Callable[[], list[Any]]  # unittest.mock patchers, active while the variant builds and ranks
+
+
+def _lexicon_patches(*tables: str) -> list[Any]:
+    lexicon = analysis.compile_lexicon(*tables)
+    return [mock.patch.object(analysis, "LEXICON", lexicon)]
+
+
+def _neutral_fit() -> list[Any]:
+    return [
+        mock.patch.object(scoring, "FORM_CREDIT", np.ones_like(scoring.FORM_CREDIT)),
+        mock.patch.object(scoring, "STAGE_CREDIT", np.ones_like(scoring.STAGE_CREDIT)),
+    ]
+
+
+def _no_region() -> list[Any]:
+    return [mock.patch.object(scoring, "_REGION_WEIGHT_BY_SIZE", np.zeros_like(scoring._REGION_WEIGHT_BY_SIZE))]
+
+
+def _fast_path(depth: int) -> list[Any]:
+    return [
+        mock.patch.object(index_module, "FAST_PATH_FROM", 0), mock.patch.object(index_module, "RESCORE_DEPTH", depth)
+    ]
+
+
+def _fugashi() -> list[Any]:
+    """Kanji bigrams replaced by fugashi + unidic-lite words (nouns, verbs, adjectives, suffixes)."""
+    import fugashi  # type: ignore[import-not-found]  # only for this measurement: pip install fugashi unidic-lite
+
+    tagger = fugashi.Tagger()
+    plain_tokens = analysis.tokens
+    content = ("名詞", "動詞", "形容詞", "接尾辞")
+
+    def tokens(text: str, lexicon: Any = None) -> list[Any]:
+        kept = [t for t in plain_tokens(text, lexicon) if not _KANJI_TERM.match(t[0])]
+        normalised = analysis.normalise(text)
+        position = 0
+        for word in tagger(normalised):
+            surface = word.surface
+            start = normalised.find(surface, position)
+            if start < 0:
+                continue
+            position = start + len(surface)
+            if word.feature.pos1 in content and _KANJI_TERM.search(surface):
+                kept.append((surface, start, position))
+        return kept
+
+    return [mock.patch.object(analysis, "tokens", tokens)]
+
+
+_KANJI_TERM = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3005]")
+
+VARIANTS = (
+    Variant("matcher", "everything", lambda: []),
+    Variant("no_lexicon", "without any lexicon (no concepts: no katakana/English or bridge terms)",
+            lambda: _lexicon_patches()),
+    Variant("no_translations", "translated title and summary not indexed", lambda: [
+        mock.patch.object(domain, "TRANSLATED_TITLE_WEIGHT", 0.0),
+        mock.patch.object(domain, "TRANSLATED_SUMMARY_WEIGHT", 0.0),
+    ]),
+    Variant("no_classification", "classification codes not scored",
+            lambda: [mock.patch.object(scoring, "CLASSIFICATION_WEIGHT", 0.0)]),
+    Variant("no_fields", "technology fields not scored", lambda: [mock.patch.object(scoring, "FIELD_WEIGHT", 0.0)]),
+    Variant("no_form_stage", "collaboration form and TRL against timeline neutral", _neutral_fit),
+    Variant("no_region", "region neutral", _no_region),
+    Variant("text_only", "text relevance alone", lambda: [
+        mock.patch.object(scoring, "CLASSIFICATION_WEIGHT", 0.0), mock.patch.object(scoring, "FIELD_WEIGHT", 0.0),
+        *_neutral_fit(), *_no_region(),
+    ]),
+    Variant("fast_path_300", "fast path forced (48 query terms, 300 rescored)", lambda: _fast_path(300)),
+    Variant("fast_path_30", "fast path forced with only 30 rescored", lambda: _fast_path(30)),
+    Variant("fugashi", "kanji bigrams replaced by fugashi + unidic-lite words", _fugashi),
+)
+
+
+def evaluate_variant(variant: Variant, labelled: LabelledSet) -> SystemResult:
+    system = System(variant.name, variant.description, lambda labelled: MatcherRanker(labelled.pool, labelled.needs))
+    with contextlib.ExitStack() as stack:
+        for patcher in variant.patches():
+            stack.enter_context(patcher)
+        analysis.term_spans.cache_clear()
+        return evaluate(system, labelled)
+
+
+def print_ablation(labelled: LabelledSet, results: list[SystemResult]) -> None:
+    groups = groups_of(labelled)
+    print(f"{'variant':<18}" + "".join(f"{name[:12]:>13}" for name in groups))
+    for result in results:
+        line = f"{result.system.name:<18}"
+        for need_ids in groups.values():
+            line += f"{_figure(_summary(result, need_ids)[f'ndcg@{NDCG_K}']):>13}"
+        print(line)
+    print()
+    for result in results:
+        print(f"  {result.system.name}: {result.system.description}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled set directory (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--per-need", action="store_true", help="add each need's figures and top seeds")
+    parser.add_argument("--ablation", action="store_true",
+                        help="nDCG@10 per tag of the matcher with one part at a time left out")
     args = parser.parse_args(argv)
     try:
         labelled = load_set(args.data)
     except (InvalidSet, OSError) as error:
         print(f"matcher_quality: {args.data}: {error}", file=sys.stderr)
         return 2
+    if args.ablation:
+        results = []
+        for variant in VARIANTS:
+            try:
+                results.append(evaluate_variant(variant, labelled))
+            except ImportError as error:  # the fugashi variant needs: pip install fugashi unidic-lite
+                print(f"{variant.name}: skipped ({error})", file=sys.stderr)
+        print_ablation(labelled, results)
+        return 0
     results = [evaluate(system, labelled) for system in SYSTEMS]
     figures = report(labelled, results, args.data, args.per_need)
     if args.json:

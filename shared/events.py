@@ -304,9 +304,46 @@ class NeedSummary(_Contract):
     fields: list[str] = Field(default_factory=list)
 
 
+class ScoreComponents(_Contract):
+    """The parts of a pairing's score, each in [0, 1] (weights: services/matcher/scoring.py).
+
+    score = relevance × form × stage × region factor × freshness factor, where relevance mixes text,
+    classification and fields; ``region`` and ``freshness`` here are the relations, not the factors.
+    """
+
+    text: float = Field(description="Cosine of the two profiles' term vectors (words and lexicon concepts).")
+    classification: float = Field(description="1 for a shared IPC/CPC main group, 0.5 for a shared subclass.")
+    fields: float = Field(description="Overlap (Dice) of the technology fields.")
+    relevance: float = Field(description="The weighted sum of text, classification and fields.")
+    form: float = Field(description="What the seed offers against what the need wants (1: a wanted form).")
+    stage: float = Field(description="The seed's TRL against the TRL the need's timeline asks for (1: enough).")
+    region: float = Field(description="1 same prefecture, 0.5 same regional block, 0 elsewhere.")
+    freshness: float = Field(description="How recently the two profiles changed (1: today).")
+
+
 class Explanation(_Contract):
-    shared_terms: list[str] = Field(default_factory=list)
-    shared_fields: list[str] = Field(default_factory=list)
+    """Why a pair was proposed, for a coordinator. Every field after the first two was added in v1
+    (older events lack them)."""
+
+    shared_terms: list[str] = Field(
+        default_factory=list,
+        description="Matched terms in the original script (quoted from the need; for a confidential need only "
+        "from the seed's text, so none of the need's words leave the matcher).",
+        examples=[["排熱", "熱電変換"]],
+    )
+    shared_fields: list[str] = Field(default_factory=list, description="Technology fields both carry.")
+    shared_classification_codes: list[str] = Field(
+        default_factory=list, description="The seed's IPC/CPC codes sharing a main group or subclass with the need's."
+    )
+    collaboration_form: CollaborationForm | None = Field(
+        None, description="The form on offer that fits what the need wants best (None: nothing close)."
+    )
+    region: Literal["same_prefecture", "same_block", "other"] | None = Field(
+        None, description="Where the seed is, seen from the need."
+    )
+    trl: int | None = Field(None, description="The seed's technology readiness level.")
+    required_trl: int | None = Field(None, description="The TRL the need's timeline asks for (None: no timeline).")
+    components: ScoreComponents | None = Field(None, description="The parts of the score.")
 
 
 class Pairing(_Contract):

@@ -15,6 +15,7 @@ from services.matcher.publication import (
     StoredPair,
     Trigger,
     need_summary,
+    only_near_ties_moved,
     pairing_id,
     pairing_of,
     reconcile,
@@ -381,3 +382,22 @@ def test_a_dismissed_pair_is_never_proposed_again() -> None:
     assert "seed_a" not in m.need_list("need_1")
     assert all("seed_a" not in p.members for p in published)
     assert m.rows[pairing_id("seed_a", "need_1")].dismissed, "kept, so that it stays excluded"
+
+
+def test_near_ties_swapping_places_are_not_an_update_but_a_real_reorder_is() -> None:
+    from shared.events import Explanation, NeedSummary, Pairing, SeedSummary
+
+    def pairing(pid: str, score: float) -> Pairing:
+        return Pairing(
+            pairing_id=pid, rank=1, score=score,
+            seed=SeedSummary(id=f"seed_{pid}", title="t", owner_org="o", owner_type="university", prefecture="01",
+                             offers=["license"]),
+            need=NeedSummary(id="need_1", title="t", prefecture="13", office_id="office-13", company_size="sme",
+                             confidentiality="public"),
+            explanation=Explanation(),
+        )
+
+    before = [pairing("a", 0.500), pairing("b", 0.498), pairing("c", 0.300)]
+    assert only_near_ties_moved(before, [pairing("b", 0.502), pairing("a", 0.497), pairing("c", 0.3)])
+    assert not only_near_ties_moved(before, [pairing("b", 0.60), pairing("a", 0.50), pairing("c", 0.3)])
+    assert not only_near_ties_moved(before, [pairing("a", 0.5), pairing("b", 0.49), pairing("d", 0.3)])

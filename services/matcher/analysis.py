@@ -1,79 +1,369 @@
-"""Text analysis for Japanese and English: NFKC, then character bigrams for CJK runs and words for
-Latin runs.
+"""Text analysis for Japanese and English: the index terms of a text, with where each comes from.
 
-Why bigrams: Japanese has no spaces, and a dictionary tokenizer (SudachiPy, fugashi) costs a model
-download and milliseconds per document, while bigrams match compounds such as 排熱/熱電 in both
-business and technical wording. Latin words keep English technical terms intact. (The issue on
-ranking quality will choose by measurement; this is the honest first analyser.)
+Normalisation: NFKC (full-width/half-width forms, compatibility characters), lower case. Then per
+run of one script:
+
+- kanji: character bigrams (a run of one kanji is one term). Japanese has no spaces and bigrams
+  match compounds in both business and technical wording (排熱 in 排熱回収 and 工場の排熱);
+- katakana: whole words, never bigrams: katakana words are loanwords, and bigrams inside them make
+  false matches (ジュ+ュー shared by ジュース and モジュール). A run is also split into the known
+  words of the lexicon (ガスセンサー → ガス, センサー), and folded: a trailing long vowel mark is
+  dropped (モーター = モータ, JIS Z 8301 spelling) and ヴ is read as ブ;
+- hiragana: grammar mostly (を, している), not indexed; hiragana spellings of lexicon words are
+  (かび = カビ);
+- Latin: words, light-stemmed (batteries = battery, -isation = -ization), stopwords and bare
+  numbers dropped.
+
+On top, every form of a lexicon concept (services/matcher/lexicon.py) adds the concept term
+``~name``: センサー, 検出器 and "sensor" all add ``~sensor``, which is how a Japanese need meets an
+English seed without translated fields.
+
+Why not a morphological analyser, measured on bench/quality (``bench/matcher_quality.py
+--ablation``, 59 needs) and on this machine: fugashi + unidic-lite words (nouns, verbs, adjectives,
+suffixes) in place of the kanji bigrams reach nDCG@10 0.886 against 0.876 for bigrams, everything
+else equal: +0.01, about one need's worth and within the set's noise (about 0.02-0.03). Tagging alone
+takes 2.7-3.7 ms per 1,000 characters against 0.35-0.65 ms for this whole analysis, which would
+spend most of the 5 ms budget for ranking one need at 100k seeds, and unidic-lite is a 50 MB
+dictionary. unidic's short units also split technical compounds (熱 / 電 / 変換) that bigrams keep
+overlapping with business wording (排熱 ↔ 排熱回収). So: bigrams, with katakana words and the lexicon.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-# Runs of one script: kanji, or katakana (with the prolonged sound mark), or hiragana.
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005]+|[\u30a0-\u30ff]+|[\u3040-\u309f]+")
-_LATIN_RUN = re.compile(r"[a-z0-9][a-z0-9\-\+\.]*[a-z0-9+]|[a-z0-9]")
+from .lexicon import TECHNICAL_TERMS
+
+CONCEPT_PREFIX = "~"
+PHRASE_OCCURRENCES = 3  # an explanation quotes a term from its first few places in the text
+
+# Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
+# and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
+_KANJI_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u3006]+")
+_KATAKANA_RUN = re.compile(r"[\u30a1-\u30fa\u30fc]+")
+_LATIN_RUN = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     (
         "a an and are as at be by for from has have in into is it its of on or our that the their this to "
-        "was we were which with can will using use used based new"
+        "was we were which with can will using use used based new not no than then there these those they "
+        "so such also may more most other over per very when where while who how what all any each both"
     ).split()
 )
-# Hiragana runs are mostly grammar (を, している), not substance: they are not indexed.
-_HIRAGANA = re.compile(r"^[\u3040-\u309f]+$")
+_KATAKANA_FOLDS = (
+    ("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"), ("ヴ", "ブ"), ("ヵ", "カ"), ("ヶ", "ケ")
+)
+_KATAKANA_TO_HIRAGANA = {code + 0x60: code for code in range(0x3041, 0x3097)}
+# British and American spellings meet (colour/color); plural and -ise/-ize folds are in _stem.
+_SPELLINGS = {
+    "colour": "color", "fibre": "fiber", "mould": "mold", "moulding": "molding", "moulded": "molded",
+    "odour": "odor", "aluminium": "aluminum", "centre": "center", "metre": "meter", "litre": "liter",
+    "sulphur": "sulfur", "labour": "labor", "grey": "gray", "tyre": "tire", "behaviour": "behavior",
+}
 
 
 def normalise(text: str) -> str:
-    """NFKC folds full-width/half-width forms and compatibility characters; then lower case."""
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC folds full-width/half-width forms and compatibility characters; then lower case.
+
+    Lower-casing keeps every character's position (a character whose lower case is longer stays as
+    it is), so spans found in the normalised text point into ``unicodedata.normalize('NFKC', text)``.
+    """
+    folded = unicodedata.normalize("NFKC", text)
+    lowered = folded.lower()
+    if len(lowered) == len(folded):
+        return lowered
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in folded)
+
+
+def fold_katakana(word: str) -> str:
+    """One spelling per katakana word: ヴ read as ブ, small ヵ/ヶ as カ/ケ, no trailing long vowel mark."""
+    for variant, plain in _KATAKANA_FOLDS:
+        if variant in word:
+            word = word.replace(variant, plain)
+    return word.rstrip("ー") or word
+
+
+_STEMS: dict[str, str] = {}
+
+
+def _stem(word: str) -> str:
+    stem = _STEMS.get(word)
+    if stem is None:
+        if len(_STEMS) > 200_000:
+            _STEMS.clear()
+        stem = _STEMS[word] = _stem_of(word)
+    return stem
+
+
+def _stem_of(word: str) -> str:
+    word = _SPELLINGS.get(word, word)
+    if word.endswith("isation"):
+        return word[:-7] + "ization"
+    if word.endswith(("ising", "ised")) and len(word) > 6:
+        return word[:-4] + ("izing" if word.endswith("ising") else "ized")
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+# An index term and the span (start, end) of the normalised text it comes from. A plain tuple:
+# analysis makes one per term, and a tuple is the cheapest object to make.
+Token = tuple[str, int, int]
+
+
+# ---- the lexicon, compiled once -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    katakana_words: dict[str, str]  # folded katakana word -> concept
+    substrings: dict[str, list[tuple[str, str]]]  # first two characters -> (form, concept), longest first
+    first_characters: re.Pattern[str]  # finds where a substring form may start
+    whole_runs: dict[str, str]  # a run that must be exactly this text -> concept
+    phrases: dict[str, list[tuple[tuple[str, ...], str]]]  # first word -> (words, concept), longest first
+    longest_katakana: int
+    katakana_runs: dict[str, tuple[Token, ...]] = field(default_factory=dict, compare=False)  # memo per run
+
+
+def _is_katakana(text: str) -> bool:
+    return all("\u30a1" <= c <= "\u30fa" or c == "ー" for c in text)
+
+
+def _is_latin(text: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in " -.") for c in text)
+
+
+def _latin_words(text: str) -> list[str]:
+    return [_stem(word) for word in re.findall(r"[a-z0-9]+", text)]
+
+
+def compile_lexicon(*tables: str) -> Lexicon:
+    katakana: dict[str, str] = {}
+    substrings: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    whole_runs: dict[str, str] = {}
+    phrases: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+    for table in tables:
+        for line in table.strip().splitlines():
+            concept, _, forms = line.partition(":")
+            japanese, _, english = forms.partition("|")
+            concept = CONCEPT_PREFIX + concept.strip()
+            for written in [*japanese.split(","), *english.split(",")]:
+                form = normalise(written.strip())
+                if not form:
+                    continue
+                if form.startswith("=") or (len(form) == 1 and not _is_latin(form)):
+                    whole_runs[form.lstrip("=")] = concept
+                elif _is_katakana(form):
+                    katakana.setdefault(fold_katakana(form), concept)
+                    hiragana = form.translate(_KATAKANA_TO_HIRAGANA)
+                    if len(hiragana) >= 3 and "ー" not in hiragana:  # かび is listed by hand; short ones clash
+                        substrings[hiragana[:2]].append((hiragana, concept))
+                elif _is_latin(form):
+                    words = tuple(_latin_words(form))
+                    if words:
+                        phrases[words[0]].append((words, concept))
+                else:
+                    substrings[form[:2]].append((form, concept))
+    for candidates in substrings.values():
+        candidates.sort(key=lambda item: -len(item[0]))
+    for entries in phrases.values():
+        entries.sort(key=lambda item: -len(item[0]))
+    first = "".join(sorted({prefix[0] for prefix in substrings}))
+    starts = f"[{re.escape(first)}]" if first else "(?!)"
+    return Lexicon(
+        katakana_words=katakana, substrings=dict(substrings), first_characters=re.compile(starts),
+        whole_runs=whole_runs, phrases=dict(phrases),
+        longest_katakana=max((len(w) for w in katakana), default=0),
+    )
+
+
+LEXICON = compile_lexicon(TECHNICAL_TERMS)
+
+
+# ---- analysis -------------------------------------------------------------------------------------
+
+
+def _split_katakana(run: str, lexicon: Lexicon) -> list[tuple[int, int, str]]:
+    """Known words inside a katakana run as (start, end, folded word), covering as much as possible.
+
+    Dynamic programming over the run: the split that covers the most characters with known words
+    (a known word may be followed by an optional ー), fewer words on a tie.
+    """
+    n = len(run)
+    # best[i] = (covered characters, -words, words) for run[i:]
+    best: list[tuple[int, int, list[tuple[int, int, str]]]] = [(0, 0, [])] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        choice = (best[i + 1][0], best[i + 1][1], best[i + 1][2])
+        for length in range(min(lexicon.longest_katakana, n - i), 1, -1):
+            word = run[i : i + length]
+            if word not in lexicon.katakana_words:
+                continue
+            end = i + length + (1 if i + length < n and run[i + length] == "ー" else 0)
+            covered, words, found = best[end]
+            candidate = (covered + end - i, words - 1, [(i, end, word), *found])
+            if candidate[:2] > choice[:2]:
+                choice = candidate
+        best[i] = choice
+    return best[0][2]
+
+
+def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
+    """The index terms of ``text``, each as (term, start, end) in the normalised text; grouped by script."""
+    lexicon = lexicon or LEXICON
+    text = normalise(text)
+    out: list[Token] = []
+    append = out.append
+    whole_runs = lexicon.whole_runs
+    for match in _KANJI_RUN.finditer(text):
+        run = match.group()
+        start = match.start()
+        if len(run) == 1:
+            append((run, start, start + 1))
+        else:
+            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(len(run) - 1)])
+        if run in whole_runs:
+            append((whole_runs[run], start, start + len(run)))
+    memo = lexicon.katakana_runs
+    for match in _KATAKANA_RUN.finditer(text):
+        run = match.group()
+        relative = memo.get(run)
+        if relative is None:
+            if len(memo) > 100_000:
+                memo.clear()
+            relative = memo[run] = _katakana_terms(run, lexicon)
+        start = match.start()
+        out.extend([(term, start + a, start + b) for term, a, b in relative])
+    latin = [(_stem(m.group()), m.start(), m.end()) for m in _LATIN_RUN.finditer(text)]
+    if latin:
+        _add_latin(latin, lexicon, out)
+    _add_substring_concepts(text, lexicon, out)
+    return out
+
+
+def _katakana_terms(run: str, lexicon: Lexicon) -> tuple[Token, ...]:
+    """The terms of one katakana run, spans relative to it: the folded word, its known parts, concepts."""
+    out: list[Token] = []
+    whole = fold_katakana(run)
+    if len(whole) > 1:
+        out.append((whole, 0, len(run)))
+    if whole in lexicon.katakana_words:
+        parts = [(0, len(run), whole)]
+    else:
+        parts = _split_katakana(run, lexicon) if len(run) > 2 else []
+    for start, end, word in parts:
+        if end - start < len(run):
+            out.append((word, start, end))
+        out.append((lexicon.katakana_words[word], start, end))
+    return tuple(out)
+
+
+def _add_latin(words: list[Token], lexicon: Lexicon, out: list[Token]) -> None:
+    out.extend(w for w in words if w[0] not in _STOPWORDS and len(w[0]) > 1 and not w[0].isdigit())
+    phrases = lexicon.phrases
+    i = 0
+    while i < len(words):
+        for phrase, concept in phrases.get(words[i][0], ()):
+            if len(phrase) == 1 or tuple(w[0] for w in words[i : i + len(phrase)]) == phrase:
+                out.append((concept, words[i][1], words[i + len(phrase) - 1][2]))
+                i += len(phrase) - 1
+                break
+        i += 1
+
+
+def _add_substring_concepts(text: str, lexicon: Lexicon, out: list[Token]) -> None:
+    """Concept forms with kanji or hiragana, found anywhere (the longest form wins where forms overlap)."""
+    covered_until: dict[str, int] = {}
+    substrings = lexicon.substrings
+    for match in lexicon.first_characters.finditer(text):
+        i = match.start()
+        forms = substrings.get(text[i : i + 2])
+        if forms is None:
+            continue
+        for form, concept in forms:
+            if text.startswith(form, i):
+                if covered_until.get(concept, -1) <= i:
+                    out.append((concept, i, i + len(form)))
+                covered_until[concept] = max(covered_until.get(concept, -1), i + len(form))
+                break
 
 
 def terms(text: str) -> list[str]:
     """The index terms of ``text``, in order, with repeats."""
-    text = normalise(text)
-    out: list[str] = []
-    for run in _CJK_RUN.findall(text):
-        if _HIRAGANA.match(run):
-            continue
-        if len(run) == 1:
-            out.append(run)
-            continue
-        out.extend(run[i : i + 2] for i in range(len(run) - 1))
-    for word in _LATIN_RUN.findall(_CJK_RUN.sub(" ", text)):
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
-            out.append(word)
-    return out
+    return [token[0] for token in tokens(text)]
 
 
-def term_counts(*weighted_texts: tuple[str, int]) -> Counter[str]:
-    """Term frequencies of several texts, each counted ``weight`` times (titles weigh more)."""
+def weighted_counts_of_parts(
+    parts: list[tuple[str, float]], concept_weight: float
+) -> tuple[str, Counter[str]]:
+    """The parts joined by newlines (the text explanations quote), and its weighted term counts:
+    an occurrence counts its part's weight, a concept ``concept_weight`` of that. One analysis."""
+    text = "\n".join(part for part, _ in parts)
+    starts: list[int] = []
+    weights: list[float] = []
+    position = 0
+    for part, weight in parts:
+        starts.append(position)
+        weights.append(weight)
+        position += len(unicodedata.normalize("NFKC", part)) + 1
     counts: Counter[str] = Counter()
-    for text, weight in weighted_texts:
-        for term in terms(text):
-            counts[term] += weight
-    return counts
+    for term, spans in term_spans(text)[1].items():
+        scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
+        total = 0.0
+        for start, _ in spans:
+            total += weights[bisect_right(starts, start) - 1]
+        counts[term] = total * scale  # type: ignore[assignment]
+    return text, counts
 
 
-def shared_phrases(text: str, shared: set[str]) -> list[str]:
-    """Join consecutive shared bigrams of ``text`` into readable phrases (熱電+電変+変換 → 熱電変換).
+# ---- explanations ---------------------------------------------------------------------------------
 
-    Latin terms come back as they are; a single shared character (変, 使) explains nothing to a
-    coordinator and is left out. Longest phrases first.
+
+@lru_cache(maxsize=512)
+def term_spans(text: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
+    """The NFKC text (case kept) and where each term of it comes from (the last few texts are kept:
+    a profile is analysed when it arrives and explained right after)."""
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for term, start, end in tokens(text):
+        spans[term].append((start, end))
+    return unicodedata.normalize("NFKC", text), dict(spans)
+
+
+def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | None = None) -> list[str]:
+    """The parts of ``text`` that produced ``shared`` terms, joined into readable phrases.
+
+    Consecutive shared spans read as one phrase (熱電+電変+変換 → 熱電変換; リチウムイオン+電池 →
+    リチウムイオン電池; heat + pump → heat pump), in the text's own script and case after NFKC. A
+    single kanji explains nothing to a coordinator and is left out. Ordered by ``rank`` (the
+    heaviest term of a phrase) when given, else longest first.
     """
-    text = normalise(text)
-    phrases: list[str] = []
-    for run in _CJK_RUN.findall(text):
-        start: int | None = None
-        for i in range(len(run)):
-            inside = len(run) > 1 and i < len(run) - 1 and run[i : i + 2] in shared
-            if inside and start is None:
-                start = i
-            if not inside and start is not None:
-                phrases.append(run[start : i + 1])
-                start = None
-    phrases.extend(w for w in _LATIN_RUN.findall(_CJK_RUN.sub(" ", text)) if w in shared)
-    unique = list(dict.fromkeys(phrases))
-    return sorted(unique, key=len, reverse=True)
+    display, where = term_spans(text)
+    weights = rank or {}
+    spans = sorted(
+        (start, end, weights.get(term, 0.0))
+        for term in shared
+        for start, end in where.get(term, ())[:PHRASE_OCCURRENCES]
+    )
+    phrases: dict[str, float] = {}
+    current_start, current_end, weight = -1, -1, 0.0
+    for start, end, term_weight in [*spans, (len(display) + 2, 0, 0.0)]:  # a sentinel closes the last phrase
+        if current_end >= 0 and (start <= current_end or (
+            start == current_end + 1 and display[current_end] in " -"
+        )):
+            current_end = max(current_end, end)
+            weight = max(weight, term_weight)
+            continue
+        if current_end >= 0:
+            phrase = display[current_start:current_end].strip(" -")
+            if len(phrase) > 1:
+                phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
+        current_start, current_end, weight = start, end, term_weight
+    if rank is None:
+        return sorted(phrases, key=len, reverse=True)
+    return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))

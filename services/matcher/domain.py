@@ -1,181 +1,340 @@
-"""Ranking: an in-memory index of open seeds and needs, a first honest scorer.
+"""Ranking: an in-memory index of open seeds and needs, the pair score, explanations, pairing lists.
 
-No HTTP, no Kafka, no database: plain objects, easy to test.
+No HTTP, no Kafka, no database: plain objects, easy to test. The search structures live in
+services/matcher/index.py, the score and its weights in services/matcher/scoring.py, the analyser
+in services/matcher/analysis.py.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
+
+import numpy as np
 
 from shared.events import (
     Explanation,
     NeedProfile,
+    ScoreComponents,
     SeedProfile,
 )
-from shared.reference import ProfileStatus
+from shared.reference import (
+    PREFECTURES,
+    TECHNOLOGY_FIELDS,
+    Confidentiality,
+    ProfileStatus,
+    today_in_japan,
+)
 
-from .analysis import normalise, shared_phrases, term_counts
+from . import scoring
+from .analysis import matched_phrases, weighted_counts_of_parts
+from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Vocabulary
 
-# Every weight of the score, in one place.
-TEXT_WEIGHT = 0.75
-FIELD_WEIGHT = 0.25
-TITLE_REPEAT = 2  # title and keywords count twice as much as the description
+# How much each part of a profile counts towards its terms (the title says most about it).
+TITLE_WEIGHT = 3.0
+KEYWORD_WEIGHT = 2.0
+SUMMARY_WEIGHT = 2.0
+DESCRIPTION_WEIGHT = 1.0
+TRANSLATED_TITLE_WEIGHT = 2.0
+TRANSLATED_SUMMARY_WEIGHT = 1.0
+CONCEPT_WEIGHT = 1.0  # a lexicon concept term against a word of the text
 MAX_EXPLAINED_TERMS = 6
+EXPLAINED_TERM_POOL = 16  # the heaviest shared terms an explanation's phrases are built from
 
 Kind = Literal["seed", "need"]
+FIELD_BIT = {code: 1 << i for i, code in enumerate(TECHNOLOGY_FIELDS)}
+_CODE = re.compile(r"^([A-HY][0-9]{2}[A-Z])(?: ?([0-9]{1,4})(?:/[0-9]+)?)?")
 
 
 @dataclass
 class Document:
-    """One indexed profile: its term frequencies, fields and the profile itself."""
+    """One profile analysed: weighted term counts and the attributes the score reads."""
 
     id: str
     kind: Kind
     counts: Counter[str]
     fields: frozenset[str]
-    keywords: tuple[str, ...]
+    classification: tuple[tuple[str, str | None], ...]  # (subclass, main group or None)
     profile: SeedProfile | NeedProfile
-    norm: float = 1.0
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One ranked pair: its score in [0, 1], the score's components, and the explanation."""
+
     seed_id: str
     need_id: str
     score: float
     explanation: Explanation
+    components: ScoreComponents | None = None
+
+
+def classification_parts(code: str) -> tuple[str, str | None]:
+    """("H10N", "H10N 10") of "H10N 10/856"; ("G06N", None) of a subclass alone."""
+    match = _CODE.match(code.strip().upper())
+    if match is None:
+        return code.strip().upper(), None
+    subclass, group = match.groups()
+    return subclass, (f"{subclass} {group}" if group else None)
+
+
+def profile_texts(profile: SeedProfile | NeedProfile) -> list[tuple[str, float]]:
+    """The texts of a profile with their weights; the translated title and summary count too."""
+    parts = [
+        (profile.title, TITLE_WEIGHT),
+        (" / ".join(profile.keywords), KEYWORD_WEIGHT),
+        (profile.summary or "", SUMMARY_WEIGHT),
+        (profile.description, DESCRIPTION_WEIGHT),
+        (profile.title_translated or "", TRANSLATED_TITLE_WEIGHT),
+        (profile.summary_translated or "", TRANSLATED_SUMMARY_WEIGHT),
+    ]
+    return [(text, weight) for text, weight in parts if text and weight > 0]
+
+
+def display_text(profile: SeedProfile | NeedProfile) -> str:
+    """The text matched terms are quoted from, in the profile's own words (its parts, one per line)."""
+    return "\n".join(text for text, _ in profile_texts(profile))
 
 
 def _document_of(profile: SeedProfile | NeedProfile, kind: Kind) -> Document:
-    keywords = " ".join(profile.keywords)
-    counts = term_counts(
-        (profile.title, TITLE_REPEAT), (keywords, TITLE_REPEAT), (profile.description, 1)
-    )
+    _, counts = weighted_counts_of_parts(profile_texts(profile), CONCEPT_WEIGHT)
     return Document(
         id=profile.id, kind=kind, counts=counts, fields=frozenset(profile.fields),
-        keywords=tuple(profile.keywords), profile=profile,
+        classification=tuple(classification_parts(code) for code in profile.classification_codes),
+        profile=profile,
     )
+
+
+def _day(value: date | None) -> int:
+    return value.toordinal() if value is not None else NO_EXPIRY
 
 
 @dataclass
 class ProfileIndex:
-    """Open seeds and needs with an inverted index per kind; TF-IDF cosine plus field overlap."""
+    """Open seeds and needs: their profiles, and per kind the compact search structures.
 
-    documents: dict[str, Document] = field(default_factory=dict)
-    postings: dict[Kind, dict[str, set[str]]] = field(
-        default_factory=lambda: {"seed": defaultdict(set), "need": defaultdict(set)}
-    )
-    # Technology field -> ids per kind: documents sharing only a field are candidates too.
-    field_postings: dict[Kind, dict[str, set[str]]] = field(
-        default_factory=lambda: {"seed": defaultdict(set), "need": defaultdict(set)}
-    )
-    document_frequency: Counter[str] = field(default_factory=Counter)
+    ``today`` gives the Japanese calendar date: a profile whose ``expires_on`` has passed is never
+    ranked nor returned, even before its expiry event arrives.
+    """
+
+    today: Callable[[], date] = today_in_japan
+    profiles: dict[str, SeedProfile | NeedProfile] = field(default_factory=dict)
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
+    def __post_init__(self) -> None:
+        self.kinds: dict[Kind, KindIndex] = {
+            "seed": KindIndex(self.vocabulary), "need": KindIndex(self.vocabulary),
+        }
+
     def __len__(self) -> int:
-        return len(self.documents)
+        return len(self.profiles)
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            seeds = sum(1 for d in self.documents.values() if d.kind == "seed")
-            return {"seeds": seeds, "needs": len(self.documents) - seeds}
-
-    def idf(self, term: str) -> float:
-        return math.log(1 + (1 + len(self.documents)) / (1 + self.document_frequency[term]))
+            return {"seeds": len(self.kinds["seed"]), "needs": len(self.kinds["need"])}
 
     def upsert(self, profile: SeedProfile | NeedProfile) -> None:
-        """Add or replace a profile; a profile that is not open leaves the index."""
+        """Add or replace a profile; a profile that is not open (or has expired) leaves the index."""
         kind: Kind = "seed" if isinstance(profile, SeedProfile) else "need"
+        document = _document_of(profile, kind) if profile.status == ProfileStatus.open else None
         with self._lock:
-            previous = self.documents.get(profile.id)
-            if previous is not None and previous.profile.version > profile.version:
+            previous = self.profiles.get(profile.id)
+            if previous is not None and previous.version > profile.version:
                 return  # an older event arriving late
             self.remove(profile.id)
-            if profile.status != ProfileStatus.open:
+            if document is None or _day(profile.expires_on) < self.today().toordinal():
                 return
-            document = _document_of(profile, kind)
-            self.documents[document.id] = document
-            for term in document.counts:
-                self.postings[kind][term].add(document.id)
-                self.document_frequency[term] += 1
-            for technology_field in document.fields:
-                self.field_postings[kind][technology_field].add(document.id)
-            document.norm = self._norm(document.counts)
+            self.profiles[profile.id] = profile
+            self.kinds[kind].add(profile.id, self.signature_of(document))
 
     def remove(self, profile_id: str) -> None:
         with self._lock:
-            document = self.documents.pop(profile_id, None)
-            if document is None:
-                return
-            for term in document.counts:
-                self.postings[document.kind][term].discard(profile_id)
-                self.document_frequency[term] -= 1
-            for technology_field in document.fields:
-                self.field_postings[document.kind][technology_field].discard(profile_id)
+            profile = self.profiles.pop(profile_id, None)
+            if profile is not None:
+                self.kinds["seed" if isinstance(profile, SeedProfile) else "need"].remove(profile_id)
 
-    def _norm(self, counts: Counter[str]) -> float:
-        return math.sqrt(sum((tf * self.idf(t)) ** 2 for t, tf in counts.items())) or 1.0
-
-    def rank(
-        self, profile_id: str, limit: int, min_score: float, *, exclude: frozenset[tuple[str, str]] = frozenset()
-    ) -> list[Candidate]:
-        """The best profiles of the other kind for ``profile_id``, best first; never an excluded
-        ``(seed_id, need_id)`` pair."""
-        with self._lock:
-            query = self.documents.get(profile_id)
-            if query is None:
-                return []
-            other: Kind = "need" if query.kind == "seed" else "seed"
-            query_norm = self._norm(query.counts)
-            dot: dict[str, float] = defaultdict(float)
-            for term, tf in query.counts.items():
-                idf = self.idf(term)
-                for doc_id in self.postings[other].get(term, ()):
-                    dot[doc_id] += tf * idf * self.documents[doc_id].counts[term] * idf
-            for technology_field in query.fields:
-                for doc_id in self.field_postings[other].get(technology_field, ()):
-                    dot.setdefault(doc_id, 0.0)
-            candidates = []
-            for doc_id, product in dot.items():
-                doc = self.documents[doc_id]
-                text = product / (query_norm * doc.norm)
-                union = query.fields | doc.fields
-                fields = len(query.fields & doc.fields) / len(union) if union else 0.0
-                score = TEXT_WEIGHT * text + FIELD_WEIGHT * fields
-                if score < min_score:
-                    continue
-                seed, need = (query, doc) if query.kind == "seed" else (doc, query)
-                if (seed.id, need.id) in exclude:
-                    continue
-                candidates.append(
-                    Candidate(seed.id, need.id, round(score, 4), self._explain(seed, need))
-                )
-            candidates.sort(key=lambda c: (-c.score, c.seed_id if query.kind == "need" else c.need_id))
-            return candidates[:limit]
-
-    def _explain(self, seed: Document, need: Document) -> Explanation:
-        """Shared keywords in their original script first, then the heaviest shared terms."""
-        need_text = normalise(f"{need.profile.title} {' '.join(need.keywords)} {need.profile.description}")
-        seed_text = normalise(f"{seed.profile.title} {' '.join(seed.keywords)} {seed.profile.description}")
-        shared: list[str] = []
-        for keyword in (*seed.keywords, *need.keywords):
-            folded = normalise(keyword)
-            if folded in need_text and folded in seed_text and keyword not in shared:
-                shared.append(keyword)
-        common = seed.counts.keys() & need.counts.keys()
-        for phrase in shared_phrases(need_text, common):
-            if len(shared) >= MAX_EXPLAINED_TERMS:
-                break
-            if not any(phrase in normalise(s) for s in shared):
-                shared.append(phrase)
-        return Explanation(
-            shared_terms=shared[:MAX_EXPLAINED_TERMS], shared_fields=sorted(seed.fields & need.fields)
+    def signature_of(self, document: Document) -> Signature:
+        """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
+        vocabulary = self.vocabulary
+        terms = list(document.counts)
+        known = vocabulary.ids
+        df = vocabulary.df[np.fromiter((known.get(term, 0) for term in terms), dtype=np.int64, count=len(terms))]
+        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
+        tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
+        weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
+        if len(terms) > MAX_DOC_TERMS:
+            kept = np.argpartition(-weights, MAX_DOC_TERMS)[:MAX_DOC_TERMS]
+        else:
+            kept = np.arange(len(terms))
+        kept = kept[np.lexsort((kept, -weights[kept]))]
+        profile = document.profile
+        groups = [vocabulary.id_of("ipc:" + group) for _, group in document.classification if group]
+        subclasses = [vocabulary.id_of("ipc:" + subclass) for subclass, _ in document.classification]
+        prefecture = PREFECTURES.get(profile.prefecture)
+        if isinstance(profile, SeedProfile):
+            forms, stage, size = scoring.forms_mask(profile.offers), profile.trl or 0, 0
+        else:
+            forms = scoring.forms_mask(profile.wanted_forms)
+            stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
+        return Signature(
+            term_ids=np.array([vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+            tf=tf[kept],
+            fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
+            groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),
+            forms=forms, stage=stage,
+            prefecture=int(profile.prefecture) if prefecture else 0,
+            block=scoring.BLOCK_CODE[prefecture.block] if prefecture else 0,
+            size=size, updated_day=profile.updated_at.date().toordinal(), expires_day=_day(profile.expires_on),
         )
 
+    def rank(
+        self, profile_id: str, limit: int, min_score: float, *,
+        exclude: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(), exact: bool = False,
+    ) -> list[Candidate]:
+        """The best open profiles of the other kind for ``profile_id``, best first.
+
+        Only pairs scoring above 0 and at least ``min_score`` come back; a (seed id, need id) pair in
+        ``exclude`` (dismissed by a coordinator) never does. ``exact`` scores every profile instead
+        of the fast path's candidates (for measurement).
+        """
+        with self._lock:
+            query_profile = self.profiles.get(profile_id)
+            if query_profile is None:
+                return []
+            query_is_need = isinstance(query_profile, NeedProfile)
+            query_kind: Kind = "need" if query_is_need else "seed"
+            query = self.kinds[query_kind].signature(profile_id)
+            today = self.today().toordinal()
+            if query is None or query.expires_day < today:
+                return []
+            other = self.kinds["seed" if query_is_need else "need"]
+            idf = self.vocabulary.idf()
+            if exact:
+                slots = np.flatnonzero(other.alive[: len(other.ids)])
+            else:
+                slots = other.candidates(query, query_is_need, idf)
+            if not len(slots):
+                return []
+            ranked = other.score(query, query_is_need, slots, idf, today)
+            return self._top(query_profile, query, other, ranked, limit, min_score, exclude)
+
+    def _top(
+        self, query_profile: SeedProfile | NeedProfile, query: Signature, other: KindIndex, ranked: Ranked,
+        limit: int, min_score: float, exclude: frozenset[tuple[str, str]] | set[tuple[str, str]],
+    ) -> list[Candidate]:
+        order = np.lexsort((ranked.slots, -ranked.scores))
+        idf = self.vocabulary.idf()
+        query_weights = dict(zip(query.term_ids.tolist(), (query.tf * idf[query.term_ids]).tolist(), strict=True))
+        query_weights.pop(0, None)
+        chosen: list[tuple[int, str, str]] = []
+        for position in order.tolist():
+            score = float(ranked.scores[position])
+            if score <= 0 or score < min_score or len(chosen) >= limit:
+                break
+            other_id = other.ids[int(ranked.slots[position])]
+            assert other_id is not None
+            seed_id, need_id = (
+                (other_id, query_profile.id) if isinstance(query_profile, NeedProfile) else (query_profile.id, other_id)
+            )
+            if (seed_id, need_id) not in exclude:
+                chosen.append((position, seed_id, need_id))
+        if not chosen:
+            return []
+        positions = [position for position, _, _ in chosen]
+        columns = {
+            name: np.round(values[positions].astype(np.float64), 4).tolist()
+            for name, values in ranked.components.items()
+        }
+        scores = np.round(ranked.scores[positions].astype(np.float64), 4).tolist()
+        top: list[Candidate] = []
+        for i, (position, seed_id, need_id) in enumerate(chosen):
+            # Built from our own arrays: no validation needed (the fields are floats in [0, 1]).
+            components = ScoreComponents.model_construct(**{name: column[i] for name, column in columns.items()})
+            seed, need = self.profiles[seed_id], self.profiles[need_id]
+            assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
+            shared = self._shared_terms(query_weights, other, int(ranked.slots[position]))
+            top.append(Candidate(
+                seed_id=seed_id, need_id=need_id, score=scores[i],
+                explanation=explain(seed, need, shared, components), components=components,
+            ))
+        return top
+
+    def _shared_terms(self, query_weights: dict[int, float], other: KindIndex, slot: int) -> dict[str, float]:
+        """The terms both signatures hold, the heaviest first, each with its weight in the text score."""
+        idf = self.vocabulary.idf()
+        shared = [
+            (query_weights[term_id] * tf * float(idf[term_id]), term_id)
+            for term_id, tf in zip(other.term_ids[slot].tolist(), other.tf[slot].tolist(), strict=True)
+            if term_id in query_weights
+        ]
+        shared.sort(reverse=True)
+        return {self.vocabulary.terms[term_id]: weight for weight, term_id in shared[:EXPLAINED_TERM_POOL]}
+
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
-        document = self.documents.get(profile_id)
-        return document.profile if document else None
+        return self.profiles.get(profile_id)
+
+    @property
+    def documents(self) -> Mapping[str, Document]:
+        """The indexed profiles as analysed documents (analysed again on reading: for tests and tools)."""
+        return _Documents(self.profiles)
+
+
+class _Documents(Mapping[str, Document]):
+    def __init__(self, profiles: dict[str, SeedProfile | NeedProfile]) -> None:
+        self._profiles = profiles
+
+    def __getitem__(self, profile_id: str) -> Document:
+        profile = self._profiles[profile_id]
+        return _document_of(profile, "seed" if isinstance(profile, SeedProfile) else "need")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+
+def region_relation(seed: SeedProfile, need: NeedProfile) -> Literal["same_prefecture", "same_block", "other"]:
+    if seed.prefecture == need.prefecture:
+        return "same_prefecture"
+    seed_prefecture, need_prefecture = PREFECTURES.get(seed.prefecture), PREFECTURES.get(need.prefecture)
+    if seed_prefecture and need_prefecture and seed_prefecture.block == need_prefecture.block:
+        return "same_block"
+    return "other"
+
+
+def explain(
+    seed: SeedProfile, need: NeedProfile, shared: dict[str, float], components: ScoreComponents | None = None
+) -> Explanation:
+    """What a coordinator reads next to a pairing.
+
+    Matched terms are quoted in the original script from the need's text; for a confidential need
+    only from the seed's text (a term the two share, in the seed's words), so no word of the need
+    leaves the matcher.
+    """
+    quoted = seed if need.confidentiality == Confidentiality.confidential else need
+    terms = matched_phrases(display_text(quoted), shared, rank=shared)[:MAX_EXPLAINED_TERMS]
+    need_codes = [classification_parts(code) for code in need.classification_codes]
+    need_groups = {group for _, group in need_codes if group}
+    need_subclasses = {subclass for subclass, _ in need_codes}
+    shared_codes = [
+        code for code in seed.classification_codes
+        if (parts := classification_parts(code))[1] in need_groups or parts[0] in need_subclasses
+    ]
+    fitting = scoring.FITTING_FORM[scoring.forms_mask(seed.offers), scoring.forms_mask(need.wanted_forms)]
+    required = scoring.required_trl(need.timeline_months) if need.timeline_months else None
+    return Explanation(
+        shared_terms=terms,
+        shared_fields=sorted(set(seed.fields) & set(need.fields)),
+        shared_classification_codes=shared_codes,
+        collaboration_form=scoring.FORMS[fitting] if fitting >= 0 else None,
+        region=region_relation(seed, need),
+        trl=seed.trl, required_trl=required,
+        components=components,
+    )

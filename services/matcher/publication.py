@@ -17,7 +17,10 @@ When a seed or need arrives or changes (the *trigger*), the matcher ranks it, an
 
 A view that was empty and is not any more is ``pairings.proposed``; a view whose members or order
 changed is ``pairings.updated`` (its whole new content, possibly empty); an unchanged view publishes
-nothing, so a candidate that does not enter a top list causes no event. A trigger that is no longer
+nothing, so a candidate that does not enter a top list causes no event. Scores drift a little as the
+corpus grows (idf), so two pairs within ``ORDER_TOLERANCE`` of each other swapping places is not a
+change worth telling an office: the same members in an order that differs only between such near
+ties publish nothing. A trigger that is no longer
 open (withdrawn, closed, paused, expired) has its pairings ``pairings.retracted`` to the offices of
 their needs and seeds, and leaves every list; a list it leaves is refilled from the index.
 
@@ -133,6 +136,23 @@ def views(owner_kind: Kind, owner_office: str, members: list[Pairing]) -> dict[s
         if office != owner_office and visible_to(pairing, office):
             out.setdefault(office, []).append(pairing)
     return out
+
+
+# Pairs whose scores are closer than this may swap places without an update (see the module docstring).
+ORDER_TOLERANCE = 0.01
+
+
+def only_near_ties_moved(before: list[Pairing], after: list[Pairing]) -> bool:
+    """The same members, and every pair whose order changed is within ``ORDER_TOLERANCE`` (new scores)."""
+    if not before or {p.pairing_id for p in before} != {p.pairing_id for p in after}:
+        return False
+    position = {p.pairing_id: i for i, p in enumerate(before)}
+    for i, first in enumerate(after):
+        for second in after[i + 1:]:
+            swapped = position[first.pairing_id] > position[second.pairing_id]
+            if swapped and first.score - second.score >= ORDER_TOLERANCE:
+                return False
+    return True
 
 
 def ranked(view: list[Pairing]) -> list[Pairing]:
@@ -414,7 +434,7 @@ class _Reconciliation:
         self, publication: Publication, office: str, key: tuple[Kind, str], before: list[Pairing],
         after: list[Pairing],
     ) -> None:
-        if [p.pairing_id for p in before] == [p.pairing_id for p in after]:
+        if [p.pairing_id for p in before] == [p.pairing_id for p in after] or only_near_ties_moved(before, after):
             return
         kind, owner = key
         if before:
