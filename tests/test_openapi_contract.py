@@ -46,7 +46,8 @@ def _service_app(name: str, data_dir: Path) -> Iterator[FastAPI]:
     settings = settings_class(database_url=f"sqlite:///{data_dir / f'{name}.db'}", bootstrap_admin_key=ADMIN_KEY)
     with route_harness(create_app, settings) as api:  # migrated, as the service does at start
         app: FastAPI = api.client.app  # type: ignore[assignment]
-        app.state.runtime.extras[MATCHER] = Matcher(settings)  # what the matcher's start hook provides
+        if name == "matcher":
+            app.state.runtime.extras[MATCHER] = Matcher(settings)  # what the matcher's start hook provides
         app.router.lifespan_context = _no_lifespan  # routes over the database only: no broker, no registry
         yield app
 
