@@ -46,14 +46,19 @@ class WebhookReceiver:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
+def http_post_server(
+    on_post: Callable[[str, dict[str, str], bytes], None], content_type: str | None = None
+) -> Iterator[str]:
+    """A server on a free port of 127.0.0.1 that hands every POST to ``on_post(path, headers, body)``
+    and answers 200 (empty, of ``content_type``); yields its base URL, and stops on leaving."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            receiver.record({k.lower(): v for k, v in self.headers.items()}, body)
+            on_post(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             self.send_response(200)
+            if content_type:
+                self.send_header("content-type", content_type)
             self.send_header("content-length", "0")
             self.end_headers()
 
@@ -61,14 +66,21 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/matchnet"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield receiver
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    with http_post_server(lambda _path, headers, body: receiver.record(headers, body)) as base_url:
+        receiver.url = f"{base_url}/hooks/matchnet"
+        yield receiver
 
 
 @dataclass(frozen=True)

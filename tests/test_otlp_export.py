@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from matchnet.cli import build_parser, network_from_args
-from tests.e2e_support import wait_for
+from tests.e2e_support import http_post_server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -51,28 +50,10 @@ def _service_name(attributes: Any) -> str:
 @contextmanager
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            receiver.take(self.path, body)
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_post_server(lambda path, _headers, body: receiver.take(path, body),
+                          content_type="application/x-protobuf") as base_url:
+        receiver.url = base_url
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_matchnet_up_with_otlp_exports_traces_and_metrics_of_the_services(tmp_path: Path) -> None:
