@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 
 from matchnet.demo import DemoLoadError, load_demo
 from matchnet.importer import add_import_parser, cmd_import
-from matchnet.network import SERVICES, LocalNetwork, NetworkError, reset_data_dir
+from matchnet.network import ADMIN_KEY_ENV, SERVICES, LocalNetwork, NetworkError, reset_data_dir
 from matchnet.service_calls import ServiceCallError, call_service
 from shared.auth import Principal, Role
 from shared.db import normalise_database_url
@@ -69,7 +69,6 @@ from shared.reference import Confidentiality, office_id_for
 from shared.service import COMMON_TABLES
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, ServiceSettings
 
-ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"
 SERVICE_ENV = "MATCHNET_SERVICE"
 EVENT_LOG_FETCH_WAIT_MS = 200
 TITLE_COLUMNS = 32  # display width of a title in an event line (a CJK character counts 2)

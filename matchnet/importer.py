@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import httpx
 from pydantic import BaseModel
 
+from matchnet.network import ADMIN_KEY_ENV
 from matchnet.service_calls import ServiceCallError, call_service
 from shared.bulk_import import (
     ImportFileError,
@@ -31,7 +32,6 @@ from shared.bulk_import import (
 from shared.events import NeedProfile, SeedProfile
 from shared.settings import DEFAULT_PORTS
 
-ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"
 PROFILE_MODELS: dict[str, type[BaseModel]] = {"seeds": SeedProfile, "needs": NeedProfile}
 DEFAULT_BATCH_ROWS = 200
 BAR_WIDTH = 30

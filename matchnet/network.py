@@ -37,6 +37,7 @@ from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, KEY_REGISTRY_SER
 SERVICES: tuple[str, ...] = ("seeds", "needs", "matcher", "notifications")
 BROKER = "broker"
 ADMIN_KEY_PREFIX = "mn_admin_"
+ADMIN_KEY_ENV = "MATCHNET_BOOTSTRAP_ADMIN_KEY"  # every service reads the bootstrap admin key here
 # Written into a data directory on start, so `reset_data_dir` only ever wipes one of ours.
 DATA_DIR_MARKER = ".matchnet-data"
 
@@ -245,7 +246,7 @@ class LocalNetwork:
             "MATCHNET_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "MATCHNET_KAFKA_FETCH_MAX_WAIT_MS": str(self.fetch_max_wait_ms),
             "MATCHNET_KAFKA_TOPIC_PARTITIONS": str(self.topic_partitions),
-            "MATCHNET_BOOTSTRAP_ADMIN_KEY": self._admin_key,
+            ADMIN_KEY_ENV: self._admin_key,
             "MATCHNET_KEY_REGISTRY_URL": self.url_of(KEY_REGISTRY_SERVICE),
             f"{prefix}HOST": self.host,
             f"{prefix}PORT": str(self.ports[name]),
