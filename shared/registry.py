@@ -457,6 +457,21 @@ def create_idempotently(
     raise RuntimeError("idempotent create did not settle")
 
 
+def insert_profile(
+    session: Session, registry: Registry[RowT], principal: Principal, values: dict[str, Any],
+    audit: dict[str, Any] | None = None,
+) -> RowT:
+    """A new profile of ``values`` (column values), its search terms, ``created`` event and audit record."""
+    now = now_utc()
+    row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now, **values)
+    session.add(row)
+    index_terms(session, registry, row)
+    _emit(session, registry, row, ProfileAction.created, {})
+    record_audit(session, principal, ProfileAction.created, registry.kind, row.id, None, row.version,
+                 {"status": row.status, **(audit or {})})
+    return row
+
+
 def create_profile(
     db: Database, registry: Registry[RowT], principal: Principal, body: ProfileFields, idempotency_key: str | None
 ) -> JSONResponse:
@@ -464,14 +479,7 @@ def create_profile(
     check_may_register(principal, body.prefecture, registry.kind)
 
     def write(session: Session) -> tuple[dict[str, Any], str]:
-        now = now_utc()
-        row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now,
-                           **column_values(body))
-        session.add(row)
-        index_terms(session, registry, row)
-        _emit(session, registry, row, ProfileAction.created, {})
-        record_audit(session, principal, ProfileAction.created, registry.kind, row.id, None, row.version,
-                     {"status": row.status})
+        row = insert_profile(session, registry, principal, column_values(body))
         return _view(registry, principal, row).model_dump(mode="json"), f"{registry.route}/{row.id}"
 
     return create_idempotently(db, principal=principal, route=registry.route, idempotency_key=idempotency_key,

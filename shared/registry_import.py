@@ -36,7 +36,6 @@ from shared.bulk_import import (
 from shared.db import Database
 from shared.errors import Problem
 from shared.events import ProfileAction
-from shared.ids import new_id
 from shared.reference import ProfileStatus, office_id_for
 from shared.registry import (
     SEARCHED_FIELDS,
@@ -45,6 +44,7 @@ from shared.registry import (
     _emit,
     column_values,
     index_terms,
+    insert_profile,
     now_utc,
 )
 
@@ -137,13 +137,7 @@ def _import_row(
         return
     existing = _existing(session, registry, values)
     if existing is None:
-        now = now_utc()
-        row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now, **values)
-        session.add(row)
-        index_terms(session, registry, row)
-        _emit(session, registry, row, ProfileAction.created, {})
-        record_audit(session, principal, ProfileAction.created, registry.kind, row.id, None, 1,
-                     {"status": row.status, "import_row": number})
+        insert_profile(session, registry, principal, values, {"import_row": number})
         report.created += 1
         return
     if principal.role != Role.admin and principal.office_id != office_id_for(existing.prefecture):
