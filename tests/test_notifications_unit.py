@@ -4,6 +4,7 @@ against a real HTTP receiver on 127.0.0.1 (no mocks of the HTTP layer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -21,7 +22,7 @@ from sqlmodel import SQLModel, col, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.notifications.app import create_app
-from services.notifications.delivery import ClaimedDelivery, DeliveryWorker
+from services.notifications.delivery import RESPONSE_BODY_LIMIT, ClaimedDelivery, DeliveryWorker, post_webhook
 from services.notifications.domain import (
     AttemptVerdict,
     check_webhook_url,
@@ -726,3 +727,34 @@ def test_an_office_or_partner_key_that_names_nothing_subscribes_itself(api: Api)
         "office", "office-13", "daily_digest")
     assert (own_portal.json()["kind"], own_portal.json()["partner_id"]) == ("partner", "tlo-1")
     assert admin.status_code == 422 and admin.json()["errors"][0]["field"] == "kind"
+
+
+async def test_webhooks_to_one_receiver_share_a_kept_alive_connection_and_a_long_answer_closes_it() -> None:
+    connections = 0
+    answers = [b"ok", b"", b"x" * (RESPONSE_BODY_LIMIT + 1), b"ok"]
+
+    async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length"))
+                await reader.readexactly(length)
+                answer = answers.pop(0)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(receive, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    try:
+        async with httpx.AsyncClient() as client:
+            statuses = [(await post_webhook(client, url, b"{}", {"content-type": "application/json"}, 2.0))[0]
+                        for _ in range(4)]
+    finally:
+        server.close()
+    assert statuses == [200, 200, 200, 200]
+    # The first three on one connection; the over-long answer closed it, so the fourth opened another.
+    assert connections == 2

@@ -457,11 +457,24 @@ class DeliveryWorker:
         return DeliveryStatus.succeeded.value
 
 
+# What is read of a receiver's answer to keep its connection open; a longer answer closes it.
+RESPONSE_BODY_LIMIT = 64 * 1024
+
+
 async def post_webhook(
     client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout_s: float
 ) -> tuple[int, str | None]:
-    """POST a webhook; the status code and Retry-After. The whole exchange ends within ``timeout_s``."""
+    """POST a webhook; the status code and Retry-After. The whole exchange ends within ``timeout_s``.
+
+    The answer's body is read (up to ``RESPONSE_BODY_LIMIT``, then dropped): a connection whose
+    response was left unread is closed, and the next webhook to that receiver would pay a new one.
+    """
     async with asyncio.timeout(timeout_s), client.stream("POST", url, content=body, headers=headers) as response:
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > RESPONSE_BODY_LIMIT:
+                break  # a receiver that talks this much gets its connection closed
         return response.status_code, response.headers.get("retry-after")
 
 
