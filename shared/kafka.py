@@ -214,7 +214,7 @@ class EventConsumer:
         try:
             while not self._stopping:
                 batch = await self.consumer.getmany(timeout_ms=COMMIT_INTERVAL_MS, max_records=500)
-                for partition, records in batch.items():
+                for partition, records in in_production_order(batch):
                     await self._process_batch(partition, records)
                     if self._stopping:
                         break
@@ -417,6 +417,26 @@ class EventConsumer:
                     reason=reason,
                 )
             )
+
+
+Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+
+
+def in_production_order(batch: Batch) -> list[tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]]:
+    """A fetched batch's partitions, the one whose first record was produced first, first.
+
+    A fetch returns partitions in the broker's order; without this, an event can wait behind another
+    partition's events produced after it (the matcher's list for a need's office behind the notice
+    it sent to a seed's office a moment later). The record timestamp has millisecond resolution; the
+    CloudEvents time (microseconds, in UTC from every producer) breaks ties within a millisecond.
+    """
+
+    def first_produced(item: tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> tuple[int, bytes]:
+        first = item[1][0]
+        event_time = next((value for key, value in first.headers or () if key == "ce_time"), b"")
+        return first.timestamp, event_time
+
+    return sorted(batch.items(), key=first_produced)
 
 
 async def _unless_stopped(operation: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

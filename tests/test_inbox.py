@@ -3,13 +3,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlmodel import Field, Session, SQLModel, select
 
 from shared.db import Database
 from shared.events import Envelope, EventType, NeedCreated
 from shared.inbox import INBOX_TABLES, DeadLetterEvent, InboxEvent
-from shared.kafka import EventConsumer
+from shared.kafka import EventConsumer, in_production_order
 from tests.factories import need_profile
 
 
@@ -34,11 +34,12 @@ def consumer(database_url: str) -> Iterator[EventConsumer]:
     db.dispose()
 
 
-def record_of(envelope: Envelope, offset: int = 0) -> ConsumerRecord:
+def record_of(envelope: Envelope, offset: int = 0, partition: int = 0, timestamp: int = 0) -> ConsumerRecord:
     key, value, headers = envelope.to_kafka()
     return ConsumerRecord(
-        topic="matchnet.needs", partition=0, offset=offset, timestamp=0, timestamp_type=0, key=key, value=value,
-        checksum=None, serialized_key_size=len(key), serialized_value_size=len(value), headers=tuple(headers),
+        topic="matchnet.needs", partition=partition, offset=offset, timestamp=timestamp, timestamp_type=0,
+        key=key, value=value, checksum=None, serialized_key_size=len(key), serialized_value_size=len(value),
+        headers=tuple(headers),
     )
 
 
@@ -84,3 +85,26 @@ async def test_a_record_that_is_not_an_event_is_kept_as_a_dead_letter(consumer: 
         letters = session.exec(select(DeadLetterEvent)).all()
         assert len(letters) == 1 and "JSON" in letters[0].reason
         assert session.exec(select(NoticedNeed)).all() == []
+
+
+def test_a_fetched_batch_is_applied_partition_by_partition_the_earliest_produced_first() -> None:
+    def produced(need_id: str, partition: int, timestamp_ms: int, microsecond: int) -> ConsumerRecord:
+        envelope = Envelope.wrap(EventType.need_created, "/n", need_id, NeedCreated(need=need_profile(need_id)))
+        envelope.time = envelope.time.replace(microsecond=microsecond)
+        return record_of(envelope, partition=partition, timestamp=timestamp_ms)
+
+    later_ms = produced("need_late", 0, 1_000_001, 100)
+    same_ms_later = produced("need_b", 1, 1_000_000, 900)
+    same_ms_earlier = produced("need_a", 2, 1_000_000, 300)
+    batch = {
+        TopicPartition("matchnet.needs", 0): [later_ms],
+        TopicPartition("matchnet.needs", 1): [same_ms_later],
+        TopicPartition("matchnet.needs", 2): [same_ms_earlier, produced("need_a2", 2, 1_000_002, 0)],
+    }
+
+    order = [records[0].key for _, records in in_production_order(batch)]
+
+    assert order == [b"need_a", b"need_b", b"need_late"]
+    # Within a partition nothing moves: Kafka's order per key holds.
+    assert [r.key for r in dict(in_production_order(batch))[TopicPartition("matchnet.needs", 2)]] == [
+        b"need_a", b"need_a2"]
