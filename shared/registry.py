@@ -383,11 +383,12 @@ def _editable_values(registry: Registry[RowT], row: RowT) -> dict[str, Any]:
     return {name: getattr(row, name) for name in registry.fields_model.model_fields}
 
 
-def index_terms(session: Session, registry: Registry[RowT], row: RowT) -> None:
-    """Replace the profile's search and facet terms."""
+def index_terms(session: Session, registry: Registry[RowT], row: RowT, *, new: bool = False) -> None:
+    """Replace the profile's search and facet terms (a ``new`` profile has none to replace)."""
     table = registry.term.__table__  # type: ignore[attr-defined]
     connection = session.connection()
-    connection.execute(table.delete().where(table.c.profile_id == row.id))
+    if not new:
+        connection.execute(table.delete().where(table.c.profile_id == row.id))
     texts = [getattr(row, name) for name in SEARCHED_FIELDS if name != "keywords"] + list(row.keywords)
     terms = document_terms(texts)
     terms.update(facet_term("field", code) for code in row.fields)
@@ -465,7 +466,7 @@ def insert_profile(
     now = now_utc()
     row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now, **values)
     session.add(row)
-    index_terms(session, registry, row)
+    index_terms(session, registry, row, new=True)
     _emit(session, registry, row, ProfileAction.created, {})
     record_audit(session, principal, ProfileAction.created, registry.kind, row.id, None, row.version,
                  {"status": row.status, **(audit or {})})
