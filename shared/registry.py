@@ -514,16 +514,36 @@ def change_profile(
         row = _found(registry, principal, session.get(registry.row, profile_id, with_for_update=True), profile_id)
         check_may_change(principal, row.prefecture, registry.kind)
         check_version(expected, row.version)
-        version_before = row.version
         change = apply(session, row)
         if change is not None:
-            row.version += 1
-            row.updated_at = now_utc()
-            session.add(row)
-            _emit(session, registry, row, change.action, change.event)
-            record_audit(session, principal, change.action, registry.kind, row.id, version_before, row.version,
-                         change.audit)
+            record_change(session, registry, principal, row, change)
         return profile_response(_view(registry, principal, row), row.version)
+
+
+def record_change(session: Session, registry: Registry[RowT], principal: Principal, row: RowT, change: Change) -> None:
+    """After ``row`` was changed: its next version, the event, and the audit record."""
+    version_before = row.version
+    row.version += 1
+    row.updated_at = now_utc()
+    session.add(row)
+    _emit(session, registry, row, change.action, change.event)
+    record_audit(session, principal, change.action, registry.kind, row.id, version_before, row.version, change.audit)
+
+
+def set_fields(session: Session, registry: Registry[RowT], row: RowT, values: dict[str, Any]) -> list[str]:
+    """Write into ``row`` the editable ``values`` that differ, re-indexing its search terms if they
+    changed; returns the names of the changed fields (sorted; empty when nothing changed)."""
+    changed = [name for name in sorted(values) if values[name] != getattr(row, name)]
+    for name in changed:
+        setattr(row, name, values[name])
+    if set(changed) & {*SEARCHED_FIELDS, "fields", registry.forms_field}:
+        index_terms(session, registry, row)
+    return changed
+
+
+def updated(changed: list[str], audit: dict[str, Any] | None = None) -> Change:
+    """The change of an edit of ``changed`` fields."""
+    return Change(ProfileAction.updated, {"changed_fields": changed}, {"changed_fields": changed, **(audit or {})})
 
 
 def update_profile(
@@ -543,16 +563,10 @@ def update_profile(
         except ValidationError as error:
             raise validation_problem(error) from None
         new_values = column_values(merged)
-        changed = [name for name, value in new_values.items() if value != current[name]]
-        if not changed:
-            return None
-        if "prefecture" in changed:  # an office cannot hand a profile to another office
+        if new_values["prefecture"] != current["prefecture"]:  # an office cannot hand a profile to another office
             check_may_register(principal, new_values["prefecture"], registry.kind)
-        for name in changed:
-            setattr(row, name, new_values[name])
-        if set(changed) & {*SEARCHED_FIELDS, "fields", registry.forms_field}:
-            index_terms(session, registry, row)
-        return Change(ProfileAction.updated, {"changed_fields": changed}, {"changed_fields": changed})
+        changed = set_fields(session, registry, row, new_values)
+        return updated(changed) if changed else None
 
     return change_profile(db, registry, principal, profile_id, if_match, apply)
 

@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from shared.audit import record_audit
 from shared.auth import Principal, Role, require_role
 from shared.bulk_import import (
     LIST_SEPARATOR,
@@ -35,17 +34,15 @@ from shared.bulk_import import (
 )
 from shared.db import Database
 from shared.errors import Problem
-from shared.events import ProfileAction
 from shared.reference import ProfileStatus, office_id_for
 from shared.registry import (
-    SEARCHED_FIELDS,
     Registry,
     RowT,
-    _emit,
     column_values,
-    index_terms,
     insert_profile,
-    now_utc,
+    record_change,
+    set_fields,
+    updated,
 )
 
 ROWS_PER_TRANSACTION = 100
@@ -148,21 +145,11 @@ def _import_row(
                                       "is final, import it with a new external_id"))
         return
     editable = set(registry.fields_model.model_fields)
-    changed = [name for name in sorted(editable) if values[name] != getattr(existing, name)]
+    changed = set_fields(session, registry, existing, {name: values[name] for name in editable})
     if not changed:
         report.unchanged += 1
         return
-    version_before = existing.version
-    for name in changed:
-        setattr(existing, name, values[name])
-    existing.version += 1
-    existing.updated_at = now_utc()
-    session.add(existing)
-    if set(changed) & {*SEARCHED_FIELDS, "fields", registry.forms_field}:
-        index_terms(session, registry, existing)
-    _emit(session, registry, existing, ProfileAction.updated, {"changed_fields": changed})
-    record_audit(session, principal, ProfileAction.updated, registry.kind, existing.id, version_before,
-                 existing.version, {"changed_fields": changed, "import_row": number})
+    record_change(session, registry, principal, existing, updated(changed, {"import_row": number}))
     report.updated += 1
 
 
