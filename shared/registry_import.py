@@ -112,9 +112,11 @@ def import_profiles(
     valid, invalid = validate_rows(rows, create_model)
     report = ImportReport(received=len(rows) + len(unreadable), errors=[*unreadable, *invalid])
     for start in range(0, len(valid), ROWS_PER_TRANSACTION):
+        chunk = [(number, column_values(profile)) for number, profile in valid[start:start + ROWS_PER_TRANSACTION]]
         with db.session() as session:
-            for number, profile in valid[start:start + ROWS_PER_TRANSACTION]:
-                _import_row(session, registry, principal, number, profile, report)
+            known = _existing(session, registry, [values for _, values in chunk])
+            for number, values in chunk:
+                _import_row(session, registry, principal, number, values, known, report)
     report.errors.sort(key=lambda error: (error.row, error.field))
     return ImportResult(**report.as_dict())
 
@@ -123,18 +125,24 @@ def _owner_field(registry: Registry[Any]) -> str:
     return "owner_org" if registry.kind == "seed" else "company_name"
 
 
+# (external_id, owner) -> the profile it names, the earliest registered if several
+KnownProfiles = dict[tuple[str, str], Any]
+
+
 def _import_row(
-    session: Session, registry: Registry[RowT], principal: Principal, number: int, profile: BaseModel,
-    report: ImportReport,
+    session: Session, registry: Registry[RowT], principal: Principal, number: int, values: dict[str, Any],
+    known: KnownProfiles, report: ImportReport,
 ) -> None:
-    values = column_values(profile)
     if principal.role != Role.admin and principal.office_id != office_id_for(values["prefecture"]):
         report.errors.append(RowError(number, "prefecture", f"an office imports only the {registry.kind}s of "
                                       "its own prefecture"))
         return
-    existing = _existing(session, registry, values)
+    name = _name_of(registry, values)
+    existing = known.get(name) if name is not None else None
     if existing is None:
-        insert_profile(session, registry, principal, values, {"import_row": number})
+        created = insert_profile(session, registry, principal, values, {"import_row": number})
+        if name is not None:  # a later row of this file may name it
+            known[name] = created
         report.created += 1
         return
     if principal.role != Role.admin and principal.office_id != office_id_for(existing.prefecture):
@@ -145,7 +153,7 @@ def _import_row(
                                       "is final, import it with a new external_id"))
         return
     editable = set(registry.fields_model.model_fields)
-    changed = set_fields(session, registry, existing, {name: values[name] for name in editable})
+    changed = set_fields(session, registry, existing, {field: values[field] for field in editable})
     if not changed:
         report.unchanged += 1
         return
@@ -153,13 +161,25 @@ def _import_row(
     report.updated += 1
 
 
-def _existing(session: Session, registry: Registry[RowT], values: dict[str, Any]) -> RowT | None:
-    if not values.get("external_id"):
-        return None
-    owner = _owner_field(registry)
+def _name_of(registry: Registry[Any], values: dict[str, Any]) -> tuple[str, str] | None:
+    """What names a profile across imports: its external_id within its owner (None without one)."""
+    return (values["external_id"], values[_owner_field(registry)]) if values.get("external_id") else None
+
+
+def _existing(session: Session, registry: Registry[RowT], rows: list[dict[str, Any]]) -> KnownProfiles:
+    """The profiles that ``rows`` name, in one query."""
+    names = {name for values in rows if (name := _name_of(registry, values)) is not None}
+    if not names:
+        return {}
     table = registry.row
+    owner = getattr(table, _owner_field(registry))
     statement = select(table).where(
-        col(table.external_id) == values["external_id"],
-        col(getattr(table, owner)) == values[owner],
-    ).order_by(col(table.created_at)).limit(1)
-    return session.exec(statement).first()
+        col(table.external_id).in_({external_id for external_id, _ in names}),
+        col(owner).in_({owner_name for _, owner_name in names}),
+    ).order_by(col(table.created_at).desc())
+    known: KnownProfiles = {}
+    for row in session.exec(statement):  # the earliest last, so it wins
+        name = (str(row.external_id), str(getattr(row, _owner_field(registry))))
+        if name in names:
+            known[name] = row
+    return known

@@ -126,6 +126,18 @@ def test_a_reimport_with_external_ids_updates_instead_of_duplicating(seeds: Api)
     assert sum(1 for record in audit if record["action"] == "updated") == 1
 
 
+def test_a_file_that_names_one_profile_twice_creates_it_then_updates_it(seeds: Api) -> None:
+    rows = [seed_row(7), seed_row(8), seed_row(7, summary="同じファイルの後の行で改訂した要約。")]
+
+    result = imported(seeds, "/v1/seeds:import", as_jsonl(rows), JSONL_TYPE)
+
+    assert (result["created"], result["updated"], result["rejected"]) == (2, 1, 0)
+    listed = seeds.client.get("/v1/seeds", headers=ADMIN).json()["items"]
+    assert sorted(item["external_id"] for item in listed) == ["HIT-007", "HIT-008"]
+    seventh = next(item for item in listed if item["external_id"] == "HIT-007")
+    assert seventh["version"] == 2 and seventh["summary"].startswith("同じファイル")
+
+
 def test_the_same_external_id_of_another_owner_is_another_profile(seeds: Api) -> None:
     rows = [seed_row(1), seed_row(1, owner_org="青葉理工大学")]
     assert imported(seeds, "/v1/seeds:import", as_jsonl(rows), JSONL_TYPE)["created"] == 2
