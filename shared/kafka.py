@@ -156,6 +156,7 @@ class EventConsumer:
         handler: EventHandler,
         bootstrap_servers: str,
         fetch_max_wait_ms: int = 5,
+        session_timeout_ms: int = 10_000,
         max_backoff_s: float = 30.0,
         before_apply: BeforeApply | None = None,
     ) -> None:
@@ -166,6 +167,7 @@ class EventConsumer:
         self.handler = handler
         self.bootstrap_servers = bootstrap_servers
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.session_timeout_ms = session_timeout_ms
         self.max_backoff_s = max_backoff_s
         self.consumer: AIOKafkaConsumer | None = None
         self.processed_total = 0
@@ -278,6 +280,8 @@ class EventConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=self.fetch_max_wait_ms,
+                session_timeout_ms=self.session_timeout_ms,
+                heartbeat_interval_ms=self.session_timeout_ms // 3,
             )
             try:
                 if not await _unless_stopped(self.consumer.start(), self._stop_requested):

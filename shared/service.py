@@ -149,6 +149,7 @@ def create_service_app(
                 db=db, topics=sub.topics, group_id=sub.group_id, handler=sub.handler,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 fetch_max_wait_ms=sub.fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
+                session_timeout_ms=settings.kafka_session_timeout_ms,
                 before_apply=sub.before_apply,
             )
             runtime.consumers.append(consumer)

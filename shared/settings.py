@@ -42,6 +42,12 @@ class ServiceSettings(BaseSettings):
     # The embedded broker answers a waiting fetch only when this expires: keep it low.
     kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
     kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    # How long a consumer may be silent before its group gives its partitions to another (heartbeats
+    # every third of it). The embedded broker completes a group join only after a fraction of it and,
+    # after a restart, sometimes only once the old member's session ran out: the local network sets 3 s.
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1_000, le=300_000, validation_alias=_common("kafka_session_timeout_ms")
+    )
     # Off where topics are declared with their replication and retention (Strimzi, the compose init job).
     kafka_create_topics: bool = Field(True, validation_alias=_common("kafka_create_topics"))
     log_level: str = Field("INFO", validation_alias=_common("log_level"))

@@ -35,6 +35,7 @@ from matchnet.network import (
     reset_data_dir,
 )
 from services.needs.models import NeedCreate
+from services.needs.settings import NeedsSettings
 from services.seeds.models import SeedCreate
 from shared.auth import Role, split_api_key
 from shared.events import (
@@ -251,6 +252,13 @@ def test_env_for_names_ports_broker_keys_and_data_dir(tmp_path: Path) -> None:
     assert env["MATCHNET_NEEDS_HOST"] == "127.0.0.1"
     assert env["MATCHNET_KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{network.broker_port}"
     assert env["MATCHNET_KAFKA_FETCH_MAX_WAIT_MS"] == "7"
+    # Short sessions on the embedded broker (groups form sooner), read back as the service reads them.
+    assert env["MATCHNET_KAFKA_SESSION_TIMEOUT_MS"] == "3000"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MATCHNET_KAFKA_SESSION_TIMEOUT_MS", raising=False)
+        assert NeedsSettings().kafka_session_timeout_ms == 10_000  # the client's default, for Apache Kafka
+        patch.setenv("MATCHNET_KAFKA_SESSION_TIMEOUT_MS", env["MATCHNET_KAFKA_SESSION_TIMEOUT_MS"])
+        assert NeedsSettings().kafka_session_timeout_ms == 3_000
     assert env["MATCHNET_BOOTSTRAP_ADMIN_KEY"] == "k-admin" == network.admin_key
     assert env["MATCHNET_KEY_REGISTRY_URL"] == network.url_of("notifications")
     assert env["MATCHNET_DATA_DIR"] == str((tmp_path / "data").resolve())
