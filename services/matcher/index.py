@@ -5,9 +5,11 @@ arrives) with their sublinear term frequencies, in fixed-width numpy rows, plus 
 (fields, classification codes, forms, TRL or timeline, region, dates) in columns. Postings map a
 term to the slots holding it (``array('i')``, appended in place). Ranking one query:
 
-1. fast path ("more like this"): the query's ``QUERY_TERMS`` most distinctive terms, their postings
-   summed into an accumulator by idf (plus the query's classification codes); the best
-   ``RESCORE_DEPTH`` slots by that estimate become candidates;
+1. fast path ("more like this"): the query's ``QUERY_TERMS`` most distinctive terms, heaviest first,
+   as long as their postings fit in ``POSTINGS_BUDGET`` entries, summed by idf (plus the query's
+   classification codes) over the slots they touch only; the best ``RESCORE_DEPTH`` slots by that
+   estimate become candidates. No step of a query walks every slot, so its cost follows the
+   budget, not the size of the index;
 2. exact rescoring of the candidates with every component of services/matcher/scoring.py, vectorised;
 3. the top ``limit`` leave as (slot, score, components).
 
@@ -42,6 +44,11 @@ SMALL_VOCABULARY = 20_000  # terms: below this, idf is exact after every change
 # A posting list longer than this share of the index is skipped by the fast path (its terms have
 # the lowest idf; exact rescoring still counts them).
 MAX_POSTING_SHARE = 0.05
+# Postings entries one query sums at most: the query's terms are taken heaviest first and a list
+# that no longer fits is skipped. Below about 100k profiles a query's lists fit whole (the budget
+# changes nothing); at 1M the common terms' lists are long and the budget keeps the fast path's
+# cost flat. Measured with bench/matcher_scale.py (recall@20 against exact scoring).
+POSTINGS_BUDGET = 60_000
 NO_EXPIRY = np.iinfo(np.int32).max
 
 Floats = npt.NDArray[np.float32]
@@ -146,6 +153,12 @@ class KindIndex:
 
     def __post_init__(self) -> None:
         c = self.capacity
+        # Per term id: the length of its postings (dead slots included), for the budget without
+        # touching the lists. Grown with the vocabulary.
+        self.posting_lengths = np.zeros(1024, dtype=np.int32)
+        # Scratch for one query: the position of one of a slot's entries among the concatenated postings
+        # (stale values are harmless, every slot read was written in the same query).
+        self._representative = np.zeros(c, dtype=np.int32)
         self.term_ids = np.zeros((c, MAX_DOC_TERMS), dtype=np.int32)
         self.tf = np.zeros((c, MAX_DOC_TERMS), dtype=np.float16)
         self.alive = np.zeros(c, dtype=bool)
@@ -201,6 +214,9 @@ class KindIndex:
         weights = signature.tf * idf
         self.norm[slot] = max(float(np.sqrt(weights @ weights)), 1e-3)
         self.vocabulary.count(self.term_ids[slot], +1)
+        if len(signature.term_ids) and int(signature.term_ids.max()) >= len(self.posting_lengths):
+            self.posting_lengths = _grown(self.posting_lengths, 2 * int(signature.term_ids.max()) + 1)
+        self.posting_lengths[signature.term_ids] += 1  # a signature holds each term once
         for term_id in signature.term_ids.tolist():
             postings = self.postings.get(term_id)
             if postings is None:
@@ -240,6 +256,7 @@ class KindIndex:
     def _grow(self, capacity: int) -> None:
         for name in self._COLUMNS:
             setattr(self, name, _grown(getattr(self, name), capacity))
+        self._representative = np.zeros(capacity, dtype=np.int32)
         self.capacity = capacity
 
     def compact(self) -> None:
@@ -262,6 +279,9 @@ class KindIndex:
                     table[key] = array("i", slots.tobytes())
                 else:
                     del table[key]
+        self.posting_lengths[:] = 0
+        for term_id, postings in self.postings.items():
+            self.posting_lengths[term_id] = len(postings)
         self.dead = 0
 
     # ---- ranking -------------------------------------------------------------------------------
@@ -270,35 +290,22 @@ class KindIndex:
         """Slots worth scoring exactly: every live one when few, else the fast path's best estimates.
 
         The estimate is the exact score with one shortcut: the text part counts, for each of the
-        query's most distinctive terms the profile holds, the term's query weight × idf (the
-        profile's own term frequency left out), over the profile's norm.
+        query's most distinctive terms the profile holds (as many as ``POSTINGS_BUDGET`` allows),
+        the term's query weight × idf (the profile's own term frequency left out), over the
+        profile's norm.
         """
         used = len(self.ids)
         if len(self.slot_of) <= FAST_PATH_FROM:
             return np.flatnonzero(self.alive[:used])
         weights = query.tf * idf[query.term_ids]
         order = np.argsort(-weights)[:QUERY_TERMS]
-        longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
-        lists: list[npt.NDArray[np.int32]] = []
-        list_weights: list[float] = []
-        for position in order.tolist():
-            postings = self.postings.get(int(query.term_ids[position]))
-            if postings is not None and len(postings) <= longest:
-                lists.append(np.frombuffer(postings, dtype=np.int32))
-                list_weights.append(float(weights[position] * idf[query.term_ids[position]]))
-        for code in {*query.groups, *query.subclasses}:
-            postings = self.code_postings.get(code)
-            if postings is not None and len(postings) <= longest:
-                lists.append(np.frombuffer(postings, dtype=np.int32))
-                list_weights.append(1e-6)  # a candidate even without a shared term
+        lists, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        # One pass in C over every posting: a sum of the query weights per slot.
-        accumulated = np.bincount(
-            np.concatenate(lists), weights=np.repeat(list_weights, [len(slots) for slots in lists]), minlength=used
-        )
-        hit = np.flatnonzero(accumulated)
-        text = (accumulated[hit] / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
+        entries = np.concatenate(lists)
+        entry_weights = np.repeat(list_weights, [len(slots) for slots in lists])
+        hit, accumulated = self._sum_by_slot(entries, entry_weights)
+        text = (accumulated / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
         if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
             hit, text = hit[best], text[best]
@@ -320,7 +327,57 @@ class KindIndex:
         if len(hit) > RESCORE_DEPTH:
             best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
             hit, estimates = hit[best], estimates[best]
-        return hit[estimates > 0]
+        return hit[estimates > 0].astype(np.int64)
+
+    def _query_postings(
+        self, query: Signature, weights: Floats, order: npt.NDArray[np.intp], idf: Floats
+    ) -> tuple[list[npt.NDArray[np.int32]], list[float]]:
+        """The postings the fast path sums for ``query`` and each one's weight per entry.
+
+        Terms heaviest first; a list longer than ``MAX_POSTING_SHARE`` of the index, or one that no
+        longer fits in what is left of ``POSTINGS_BUDGET``, is skipped (shorter lists of lighter
+        terms after it may still fit). The query's classification codes always count.
+        """
+        term_ids = query.term_ids[order]
+        known = term_ids < len(self.posting_lengths)
+        lengths = np.zeros(len(term_ids), dtype=np.int64)
+        lengths[known] = self.posting_lengths[term_ids[known]]
+        longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
+        list_weights_of_terms = weights[order] * idf[term_ids]
+        lists: list[npt.NDArray[np.int32]] = []
+        list_weights: list[float] = []
+        budget = POSTINGS_BUDGET
+        for term_id, length, weight in zip(
+            term_ids.tolist(), lengths.tolist(), list_weights_of_terms.tolist(), strict=True
+        ):
+            if 0 < length <= min(longest, budget):
+                lists.append(np.frombuffer(self.postings[term_id], dtype=np.int32))
+                list_weights.append(weight)
+                budget -= length
+        for code in {*query.groups, *query.subclasses}:
+            postings = self.code_postings.get(code)
+            if postings is not None and len(postings) <= longest:
+                lists.append(np.frombuffer(postings, dtype=np.int32))
+                list_weights.append(1e-6)  # a candidate even without a shared term
+        return lists, list_weights
+
+    def _sum_by_slot(
+        self, entries: npt.NDArray[np.int32], entry_weights: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+        """The slots among ``entries`` (each once) and the sum of their entries' weights.
+
+        In time proportional to the entries, not to the slots: a scatter writes each entry's
+        position at its slot (one of a slot's positions wins), a gather renumbers every entry to
+        its slot's winner, and the weights are summed per winner; the positions that won are the
+        distinct slots.
+        """
+        positions = np.arange(len(entries), dtype=np.int32)
+        representative = self._representative
+        representative[entries] = positions
+        local = representative[entries]
+        sums = np.bincount(local, weights=entry_weights, minlength=len(entries))
+        distinct = local == positions
+        return entries[distinct], sums[distinct]
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
         """Exact scores of ``slots`` against ``query``, with every component (see scoring.py)."""
