@@ -345,24 +345,30 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     """
     display, where = term_spans(text)
     weights = rank or {}
-    spans = sorted(
-        (start, end, weights.get(term, 0.0))
-        for term in shared
-        for start, end in where.get(term, ())[:PHRASE_OCCURRENCES]
-    )
+    spans: list[tuple[int, int, float]] = []
+    for term in shared:
+        occurrences = where.get(term)
+        if occurrences:
+            term_weight = weights.get(term, 0.0)
+            spans.extend([(start, end, term_weight) for start, end in occurrences[:PHRASE_OCCURRENCES]])
+    spans.sort()
+    spans.append((len(display) + 2, 0, 0.0))  # a sentinel closes the last phrase
     phrases: dict[str, float] = {}
     current_start, current_end, weight = -1, -1, 0.0
-    for start, end, term_weight in [*spans, (len(display) + 2, 0, 0.0)]:  # a sentinel closes the last phrase
+    # One pass, no function call per span but the slicing (it runs for every pair explained).
+    for start, end, term_weight in spans:
         if current_end >= 0 and (start <= current_end or (
             start == current_end + 1 and display[current_end] in " -"
         )):
-            current_end = max(current_end, end)
-            weight = max(weight, term_weight)
+            if end > current_end:
+                current_end = end
+            if term_weight > weight:
+                weight = term_weight
             continue
         if current_end >= 0:
             phrase = display[current_start:current_end].strip(" -")
-            if len(phrase) > 1:
-                phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
+            if len(phrase) > 1 and weight >= phrases.get(phrase, 0.0):
+                phrases[phrase] = weight
         current_start, current_end, weight = start, end, term_weight
     if rank is None:
         return sorted(phrases, key=len, reverse=True)
