@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -305,20 +304,17 @@ def weighted_counts_of_parts(
     """The parts joined by newlines (the text explanations quote), and its weighted term counts:
     an occurrence counts its part's weight, a concept ``concept_weight`` of that. One analysis."""
     text = "\n".join(part for part, _ in parts)
-    starts: list[int] = []
-    weights: list[float] = []
-    position = 0
+    # The weight of the part each character of the normalised text belongs to (a part's newline
+    # included): one list index per occurrence instead of a search among the parts' starts.
+    weight_at: list[float] = []
     for part, weight in parts:
-        starts.append(position)
-        weights.append(weight)
-        position += len(unicodedata.normalize("NFKC", part)) + 1
+        weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
     for term, spans in term_spans(text)[1].items():
-        scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
         total = 0.0
         for start, _ in spans:
-            total += weights[bisect_right(starts, start) - 1]
-        counts[term] = total * scale  # type: ignore[assignment]
+            total += weight_at[start]
+        counts[term] = total * concept_weight if term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
     return text, counts
 
 
@@ -329,10 +325,14 @@ def weighted_counts_of_parts(
 def term_spans(text: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
     """The NFKC text (case kept) and where each term of it comes from (the last few texts are kept:
     a profile is analysed when it arrives and explained right after)."""
-    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    spans: dict[str, list[tuple[int, int]]] = {}
     for term, start, end in tokens(text):
-        spans[term].append((start, end))
-    return unicodedata.normalize("NFKC", text), dict(spans)
+        occurrences = spans.get(term)
+        if occurrences is None:
+            spans[term] = [(start, end)]
+        else:
+            occurrences.append((start, end))
+    return unicodedata.normalize("NFKC", text), spans
 
 
 def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | None = None) -> list[str]:
