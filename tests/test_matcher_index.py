@@ -93,6 +93,8 @@ def test_sums_by_slot_match_a_plain_running_sum_over_the_lists() -> None:
                 expected[slot] = expected.get(slot, 0.0) + weight
         assert slots.tolist() == sorted(expected)  # each slot once, ascending
         assert sums.tolist() == [expected[slot] for slot in sorted(expected)]  # the same additions, in list order
+    slots, sums = kind._sum_by_slot([np.zeros(0, dtype=np.int32)], [1.0])
+    assert len(slots) == len(sums) == 0
 
 
 def posting_lengths_agree(kind: KindIndex) -> bool:

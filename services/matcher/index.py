@@ -372,6 +372,8 @@ class KindIndex:
         keys: npt.NDArray[np.signedinteger] = np.concatenate(lists, dtype=key_type)
         keys <<= shift
         keys |= np.repeat(np.arange(len(lists), dtype=key_type), [len(slots) for slots in lists])
+        if not len(keys):
+            return keys, np.zeros(0, dtype=np.float64)
         keys.sort()
         slots = keys >> shift
         weights = np.take(np.asarray(list_weights, dtype=np.float64), keys & ((1 << shift) - 1))
