@@ -1,7 +1,7 @@
 """Matcher at scale: ranking one new need against 10k, 100k and 1M synthetic seeds.
 
     .venv/bin/python bench/matcher_scale.py                          # 10k and 100k seeds
-    .venv/bin/python bench/matcher_scale.py --sizes 1000000          # 1M (about 20 minutes, ~8 GB)
+    .venv/bin/python bench/matcher_scale.py --sizes 1000000          # 1M (a build of 25-40 minutes, ~8 GB)
     .venv/bin/python bench/matcher_scale.py --quick                  # 10k, fewer queries: a smoke run
     .venv/bin/python bench/matcher_scale.py --json                   # the figures, machine-readable
 
