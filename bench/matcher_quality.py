@@ -542,10 +542,13 @@ def _no_region() -> list[Any]:
     return [mock.patch.object(scoring, "_REGION_WEIGHT_BY_SIZE", np.zeros_like(scoring._REGION_WEIGHT_BY_SIZE))]
 
 
-def _fast_path(depth: int) -> list[Any]:
-    return [
+def _fast_path(depth: int, postings_budget: int | None = None) -> list[Any]:
+    patches = [
         mock.patch.object(index_module, "FAST_PATH_FROM", 0), mock.patch.object(index_module, "RESCORE_DEPTH", depth)
     ]
+    if postings_budget is not None:
+        patches.append(mock.patch.object(index_module, "POSTINGS_BUDGET", postings_budget))
+    return patches
 
 
 def _fugashi() -> list[Any]:
@@ -594,6 +597,10 @@ VARIANTS = (
     ]),
     Variant("fast_path_300", "fast path forced (48 query terms, 300 rescored)", lambda: _fast_path(300)),
     Variant("fast_path_30", "fast path forced with only 30 rescored", lambda: _fast_path(30)),
+    # Here a query's postings hold 70-290 entries (median 150): a budget of 40 sums about a quarter
+    # of them, the heaviest terms' (at 1M seeds the budget covers a smaller share still).
+    Variant("fast_path_budget", "fast path forced, 30 rescored, a postings budget of 40 entries",
+            lambda: _fast_path(30, postings_budget=40)),
     Variant("fugashi", "kanji bigrams replaced by fugashi + unidic-lite words", _fugashi),
 )
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -305,20 +304,17 @@ def weighted_counts_of_parts(
     """The parts joined by newlines (the text explanations quote), and its weighted term counts:
     an occurrence counts its part's weight, a concept ``concept_weight`` of that. One analysis."""
     text = "\n".join(part for part, _ in parts)
-    starts: list[int] = []
-    weights: list[float] = []
-    position = 0
+    # The weight of the part each character of the normalised text belongs to (a part's newline
+    # included): one list index per occurrence instead of a search among the parts' starts.
+    weight_at: list[float] = []
     for part, weight in parts:
-        starts.append(position)
-        weights.append(weight)
-        position += len(unicodedata.normalize("NFKC", part)) + 1
+        weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
     for term, spans in term_spans(text)[1].items():
-        scale = concept_weight if term[0] == CONCEPT_PREFIX else 1.0
         total = 0.0
         for start, _ in spans:
-            total += weights[bisect_right(starts, start) - 1]
-        counts[term] = total * scale  # type: ignore[assignment]
+            total += weight_at[start]
+        counts[term] = total * concept_weight if term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
     return text, counts
 
 
@@ -329,10 +325,14 @@ def weighted_counts_of_parts(
 def term_spans(text: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
     """The NFKC text (case kept) and where each term of it comes from (the last few texts are kept:
     a profile is analysed when it arrives and explained right after)."""
-    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    spans: dict[str, list[tuple[int, int]]] = {}
     for term, start, end in tokens(text):
-        spans[term].append((start, end))
-    return unicodedata.normalize("NFKC", text), dict(spans)
+        occurrences = spans.get(term)
+        if occurrences is None:
+            spans[term] = [(start, end)]
+        else:
+            occurrences.append((start, end))
+    return unicodedata.normalize("NFKC", text), spans
 
 
 def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | None = None) -> list[str]:
@@ -345,24 +345,30 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     """
     display, where = term_spans(text)
     weights = rank or {}
-    spans = sorted(
-        (start, end, weights.get(term, 0.0))
-        for term in shared
-        for start, end in where.get(term, ())[:PHRASE_OCCURRENCES]
-    )
+    spans: list[tuple[int, int, float]] = []
+    for term in shared:
+        occurrences = where.get(term)
+        if occurrences:
+            term_weight = weights.get(term, 0.0)
+            spans.extend([(start, end, term_weight) for start, end in occurrences[:PHRASE_OCCURRENCES]])
+    spans.sort()
+    spans.append((len(display) + 2, 0, 0.0))  # a sentinel closes the last phrase
     phrases: dict[str, float] = {}
     current_start, current_end, weight = -1, -1, 0.0
-    for start, end, term_weight in [*spans, (len(display) + 2, 0, 0.0)]:  # a sentinel closes the last phrase
+    # One pass, no function call per span but the slicing (it runs for every pair explained).
+    for start, end, term_weight in spans:
         if current_end >= 0 and (start <= current_end or (
             start == current_end + 1 and display[current_end] in " -"
         )):
-            current_end = max(current_end, end)
-            weight = max(weight, term_weight)
+            if end > current_end:
+                current_end = end
+            if term_weight > weight:
+                weight = term_weight
             continue
         if current_end >= 0:
             phrase = display[current_start:current_end].strip(" -")
-            if len(phrase) > 1:
-                phrases[phrase] = max(phrases.get(phrase, 0.0), weight)
+            if len(phrase) > 1 and weight >= phrases.get(phrase, 0.0):
+                phrases[phrase] = weight
         current_start, current_end, weight = start, end, term_weight
     if rank is None:
         return sorted(phrases, key=len, reverse=True)

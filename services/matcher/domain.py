@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -33,7 +34,7 @@ from shared.reference import (
 
 from . import scoring
 from .analysis import matched_phrases, weighted_counts_of_parts
-from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Vocabulary
+from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Slots, Vocabulary
 
 # How much each part of a profile counts towards its terms (the title says most about it).
 TITLE_WEIGHT = 3.0
@@ -74,6 +75,7 @@ class Candidate:
     components: ScoreComponents | None = None
 
 
+@lru_cache(maxsize=65_536)
 def classification_parts(code: str) -> tuple[str, str | None]:
     """("H10N", "H10N 10") of "H10N 10/856"; ("G06N", None) of a subclass alone."""
     match = _CODE.match(code.strip().upper())
@@ -229,9 +231,7 @@ class ProfileIndex:
         limit: int, min_score: float, exclude: frozenset[tuple[str, str]] | set[tuple[str, str]],
     ) -> list[Candidate]:
         order = np.lexsort((ranked.slots, -ranked.scores))
-        idf = self.vocabulary.idf()
-        query_weights = dict(zip(query.term_ids.tolist(), (query.tf * idf[query.term_ids]).tolist(), strict=True))
-        query_weights.pop(0, None)
+        query_is_need = isinstance(query_profile, NeedProfile)
         chosen: list[tuple[int, str, str]] = []
         for position in order.tolist():
             score = float(ranked.scores[position])
@@ -239,9 +239,7 @@ class ProfileIndex:
                 break
             other_id = other.ids[int(ranked.slots[position])]
             assert other_id is not None
-            seed_id, need_id = (
-                (other_id, query_profile.id) if isinstance(query_profile, NeedProfile) else (query_profile.id, other_id)
-            )
+            seed_id, need_id = (other_id, query_profile.id) if query_is_need else (query_profile.id, other_id)
             if (seed_id, need_id) not in exclude:
                 chosen.append((position, seed_id, need_id))
         if not chosen:
@@ -252,29 +250,50 @@ class ProfileIndex:
             for name, values in ranked.components.items()
         }
         scores = np.round(ranked.scores[positions].astype(np.float64), 4).tolist()
+        shared_of = self._shared_terms(query, other, ranked.slots[positions])
+        query_side = NeedSide.of(query_profile) if isinstance(query_profile, NeedProfile) else None
         top: list[Candidate] = []
-        for i, (position, seed_id, need_id) in enumerate(chosen):
-            # Built from our own arrays: no validation needed (the fields are floats in [0, 1]).
-            components = ScoreComponents.model_construct(**{name: column[i] for name, column in columns.items()})
+        for i, (_, seed_id, need_id) in enumerate(chosen):
+            # Plain floats from our own arrays: validating them (in pydantic's core) costs less than
+            # model_construct's Python loop, and gives the same model.
+            components = ScoreComponents(**{name: column[i] for name, column in columns.items()})
             seed, need = self.profiles[seed_id], self.profiles[need_id]
             assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
-            shared = self._shared_terms(query_weights, other, int(ranked.slots[position]))
             top.append(Candidate(
                 seed_id=seed_id, need_id=need_id, score=scores[i],
-                explanation=explain(seed, need, shared, components), components=components,
+                explanation=explain(seed, query_side or need, shared_of[i], components), components=components,
             ))
         return top
 
-    def _shared_terms(self, query_weights: dict[int, float], other: KindIndex, slot: int) -> dict[str, float]:
-        """The terms both signatures hold, the heaviest first, each with its weight in the text score."""
+    def _shared_terms(self, query: Signature, other: KindIndex, slots: Slots) -> list[dict[str, float]]:
+        """Per slot, the terms its signature shares with the query's, the heaviest first (at most
+        ``EXPLAINED_TERM_POOL``), each with its weight in the text score: query weight × the
+        profile's tf × idf, in double precision as the explanation ranks them. One pass over the
+        returned slots' rows at once.
+        """
         idf = self.vocabulary.idf()
-        shared = [
-            (query_weights[term_id] * tf * float(idf[term_id]), term_id)
-            for term_id, tf in zip(other.term_ids[slot].tolist(), other.tf[slot].tolist(), strict=True)
-            if term_id in query_weights
-        ]
-        shared.sort(reverse=True)
-        return {self.vocabulary.terms[term_id]: weight for weight, term_id in shared[:EXPLAINED_TERM_POOL]}
+        scratch = self.vocabulary.scratch
+        scratch[query.term_ids] = query.tf * idf[query.term_ids]
+        rows = other.term_ids[slots]
+        # Every query term weighs more than 0 (tf and idf do): a zero is a term the query lacks.
+        row_of, column = np.nonzero(scratch[rows])
+        term_ids = rows[row_of, column]
+        weights = (
+            scratch[term_ids].astype(np.float64) * other.tf[slots[row_of], column].astype(np.float64)
+            * idf[term_ids].astype(np.float64)
+        )
+        scratch[query.term_ids] = 0.0
+        # by slot; heaviest first; among equal weights the larger term id first
+        order = np.lexsort((-term_ids, -weights, row_of))
+        terms = self.vocabulary.terms
+        shared: list[dict[str, float]] = [{} for _ in range(len(slots))]
+        for row, term_id, weight in zip(
+            row_of[order].tolist(), term_ids[order].tolist(), weights[order].tolist(), strict=True
+        ):
+            terms_of_row = shared[row]
+            if len(terms_of_row) < EXPLAINED_TERM_POOL:
+                terms_of_row[terms[term_id]] = weight
+        return shared
 
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         return self.profiles.get(profile_id)
@@ -309,32 +328,56 @@ def region_relation(seed: SeedProfile, need: NeedProfile) -> Literal["same_prefe
     return "other"
 
 
+@dataclass(frozen=True)
+class NeedSide:
+    """What every explanation of one need reads of it, worked out once for all its pairs."""
+
+    need: NeedProfile
+    groups: frozenset[str]
+    subclasses: frozenset[str]
+    wanted_forms: int
+    required_trl: int | None
+    fields: frozenset[str]
+    quoted_text: str | None  # the need's own text when it may be quoted (not confidential)
+
+    @classmethod
+    def of(cls, need: NeedProfile) -> NeedSide:
+        codes = [classification_parts(code) for code in need.classification_codes]
+        return cls(
+            need=need, groups=frozenset(group for _, group in codes if group),
+            subclasses=frozenset(subclass for subclass, _ in codes),
+            wanted_forms=scoring.forms_mask(need.wanted_forms),
+            required_trl=scoring.required_trl(need.timeline_months) if need.timeline_months else None,
+            fields=frozenset(need.fields),
+            quoted_text=None if need.confidentiality == Confidentiality.confidential else display_text(need),
+        )
+
+
 def explain(
-    seed: SeedProfile, need: NeedProfile, shared: dict[str, float], components: ScoreComponents | None = None
+    seed: SeedProfile, need: NeedProfile | NeedSide, shared: dict[str, float],
+    components: ScoreComponents | None = None,
 ) -> Explanation:
     """What a coordinator reads next to a pairing.
 
     Matched terms are quoted in the original script from the need's text; for a confidential need
     only from the seed's text (a term the two share, in the seed's words), so no word of the need
-    leaves the matcher.
+    leaves the matcher. ``need`` may come as its ``NeedSide``, when one need is explained with many
+    seeds.
     """
-    quoted = seed if need.confidentiality == Confidentiality.confidential else need
-    terms = matched_phrases(display_text(quoted), shared, rank=shared)[:MAX_EXPLAINED_TERMS]
-    need_codes = [classification_parts(code) for code in need.classification_codes]
-    need_groups = {group for _, group in need_codes if group}
-    need_subclasses = {subclass for subclass, _ in need_codes}
+    side = need if isinstance(need, NeedSide) else NeedSide.of(need)
+    quoted_text = side.quoted_text if side.quoted_text is not None else display_text(seed)
+    terms = matched_phrases(quoted_text, shared, rank=shared)[:MAX_EXPLAINED_TERMS]
     shared_codes = [
         code for code in seed.classification_codes
-        if (parts := classification_parts(code))[1] in need_groups or parts[0] in need_subclasses
+        if (parts := classification_parts(code))[1] in side.groups or parts[0] in side.subclasses
     ]
-    fitting = scoring.FITTING_FORM[scoring.forms_mask(seed.offers), scoring.forms_mask(need.wanted_forms)]
-    required = scoring.required_trl(need.timeline_months) if need.timeline_months else None
+    fitting = scoring.FITTING_FORM[scoring.forms_mask(seed.offers), side.wanted_forms]
     return Explanation(
         shared_terms=terms,
-        shared_fields=sorted(set(seed.fields) & set(need.fields)),
+        shared_fields=sorted(side.fields.intersection(seed.fields)),
         shared_classification_codes=shared_codes,
         collaboration_form=scoring.FORMS[fitting] if fitting >= 0 else None,
-        region=region_relation(seed, need),
-        trl=seed.trl, required_trl=required,
+        region=region_relation(seed, side.need),
+        trl=seed.trl, required_trl=side.required_trl,
         components=components,
     )

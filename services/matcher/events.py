@@ -12,6 +12,7 @@ profile change seen through the index snapshot and the stream is never published
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -235,6 +236,10 @@ async def rebuild_index(profiles: Profiles, settings: MatcherSettings) -> dict[s
                 if not cursor:
                     break
             log.info("matcher: index rebuilt with %d %s", loaded[resource], resource)
+    # The rebuilt index is long-lived (millions of objects at scale): moved out of the collector's
+    # generations, it is not walked again by every full collection while needs are ranked.
+    gc.collect()
+    gc.freeze()
     return loaded
 
 
