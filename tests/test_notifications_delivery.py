@@ -293,6 +293,8 @@ async def test_retry_after_holds_the_next_attempt_back(
 
     first, second = receiver.received()
     assert second.at - first.at >= 0.95  # not the 0.02 s the schedule alone would wait
+    # The receiver has the second POST a moment before the worker records its attempt.
+    await eventually(lambda: len(service.deliveries()[0]["attempts"]) == 2, "the second attempt recorded")
     [attempt, _] = service.deliveries()[0]["attempts"]
     waited = datetime.fromisoformat(attempt["next_attempt_at"]) - datetime.fromisoformat(attempt["attempted_at"])
     assert waited >= timedelta(seconds=1)
