@@ -16,6 +16,8 @@ import io
 import json
 from typing import Any
 
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
@@ -87,6 +89,28 @@ class ImportResult(BaseModel):
         description="One entry per problem: row (CSV: spreadsheet row, header = 1; JSON Lines: line), "
         "field, message.",
         examples=[[{"row": 4, "field": "trl", "message": "Input should be less than or equal to 9"}]],
+    )
+
+
+def import_route(kind: str, example: dict[str, Any]) -> dict[str, Any]:
+    """The ``router.post(":import", ...)`` options of a registry's import route (its document)."""
+    return {
+        "response_model": ImportResult, "summary": f"Import a catalogue of {kind}s (CSV or JSON Lines)",
+        "description": IMPORT_DESCRIPTION, "openapi_extra": import_openapi(example),
+        "responses": {400: {"description": "The file as a whole cannot be read (encoding, CSV header)."},
+                      403: {"description": "Not an admin or an office."},
+                      413: {"description": "Over 20 MiB: split the file."},
+                      415: {"description": "Not text/csv or application/x-ndjson."}},
+    }
+
+
+async def import_request(
+    request: Request, db: Database, registry: Registry[RowT], create_model: type[BaseModel], principal: Principal
+) -> ImportResult:
+    """An import route's work: the raw body (CSV or JSON Lines) imported off the event loop."""
+    data = await request.body()
+    return await run_in_threadpool(
+        import_profiles, db, registry, create_model, principal, data, request.headers.get("content-type")
     )
 
 
@@ -172,14 +196,14 @@ def _existing(session: Session, registry: Registry[RowT], rows: list[dict[str, A
     if not names:
         return {}
     table = registry.row
-    owner = getattr(table, _owner_field(registry))
+    owner_field = _owner_field(registry)
     statement = select(table).where(
         col(table.external_id).in_({external_id for external_id, _ in names}),
-        col(owner).in_({owner_name for _, owner_name in names}),
+        col(getattr(table, owner_field)).in_({owner for _, owner in names}),
     ).order_by(col(table.created_at).desc())
     known: KnownProfiles = {}
     for row in session.exec(statement):  # the earliest last, so it wins
-        name = (str(row.external_id), str(getattr(row, _owner_field(registry))))
+        name = _name_of(registry, {"external_id": row.external_id, owner_field: getattr(row, owner_field)})
         if name in names:
             known[name] = row
     return known

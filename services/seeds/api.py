@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from shared.auth import CurrentPrincipal
@@ -21,7 +20,7 @@ from shared.registry import (
     read_profile,
     update_profile,
 )
-from shared.registry_import import IMPORT_DESCRIPTION, ImportResult, import_openapi, import_profiles
+from shared.registry_import import ImportResult, import_request, import_route
 from shared.service import runtime_of
 
 from .domain import SEEDS
@@ -120,17 +119,6 @@ def list_seeds(
     return list_profiles(runtime_of(request).db, SEEDS, principal, params, forms=offers, conditions=conditions)
 
 
-@router.post(
-    ":import", response_model=ImportResult, summary="Import a catalogue of seeds (CSV or JSON Lines)",
-    description=IMPORT_DESCRIPTION, openapi_extra=import_openapi(SEED_EXAMPLE),
-    responses={400: {"description": "The file as a whole cannot be read (encoding, CSV header)."},
-               403: {"description": "Not an admin or an office."},
-               413: {"description": "Over 20 MiB: split the file."},
-               415: {"description": "Not text/csv or application/x-ndjson."}},
-)
+@router.post(":import", **import_route("seed", SEED_EXAMPLE))
 async def import_seeds(principal: CurrentPrincipal, request: Request) -> ImportResult:
-    data = await request.body()
-    return await run_in_threadpool(
-        import_profiles, runtime_of(request).db, SEEDS, SeedCreate, principal, data,
-        request.headers.get("content-type"),
-    )
+    return await import_request(request, runtime_of(request).db, SEEDS, SeedCreate, principal)
