@@ -532,8 +532,8 @@ def record_change(session: Session, registry: Registry[RowT], principal: Princip
 
 def set_fields(session: Session, registry: Registry[RowT], row: RowT, values: dict[str, Any]) -> list[str]:
     """Write into ``row`` the editable ``values`` that differ, re-indexing its search terms if they
-    changed; returns the names of the changed fields (sorted; empty when nothing changed)."""
-    changed = [name for name in sorted(values) if values[name] != getattr(row, name)]
+    changed; returns the names of the changed fields in the order of ``values`` (empty: no change)."""
+    changed = [name for name, value in values.items() if value != getattr(row, name)]
     for name in changed:
         setattr(row, name, values[name])
     if set(changed) & {*SEARCHED_FIELDS, "fields", registry.forms_field}:

@@ -176,7 +176,7 @@ def _import_row(
         report.errors.append(RowError(number, "external_id", f"names a withdrawn {registry.kind}: withdrawal "
                                       "is final, import it with a new external_id"))
         return
-    editable = set(registry.fields_model.model_fields)
+    editable = sorted(registry.fields_model.model_fields)
     changed = set_fields(session, registry, existing, {field: values[field] for field in editable})
     if not changed:
         report.unchanged += 1
