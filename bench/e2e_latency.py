@@ -84,17 +84,21 @@ class Receiver:
         self._process.join(5)
 
 
+def content_length(head: bytes) -> int:
+    """The Content-Length of an HTTP/1.1 message head (0 without one)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def _serve_webhooks(arrivals: Connection, port_out: Connection) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
+                body = await reader.readexactly(content_length(head))
                 stamp = time.perf_counter()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 data = json.loads(body).get("data", {})
@@ -134,12 +138,7 @@ class MinimalClient:
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        answer = await reader.readexactly(length)
+        answer = await reader.readexactly(content_length(head))
         self._idle.append((reader, writer))
         return status, answer, stamp
 
