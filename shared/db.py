@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -38,6 +38,29 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is not None:
             value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value
+
+
+class OnConflictStatement:
+    """An ``INSERT … ON CONFLICT`` for SQLite and PostgreSQL, compiled once per dialect.
+
+    SQLAlchemy builds no cache key for its dialect-specific inserts, so executing one compiles it
+    every time (about 70 µs here, on every consumed event's path); the compiled form keeps the
+    columns' bind and result processing.
+    """
+
+    def __init__(self, build: Callable[[str], Any], column_keys: Sequence[str]) -> None:
+        self._statements = {dialect: build(dialect) for dialect in ("sqlite", "postgresql")}
+        self._column_keys = list(column_keys)
+        self._compiled: dict[str, Any] = {}
+
+    def execute(self, connection: Connection, parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
+        """Execute with one row's parameters, or many (an executemany)."""
+        dialect = connection.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._statements[dialect.name].compile(dialect=dialect, column_keys=self._column_keys)
+            self._compiled[dialect.name] = compiled
+        return connection.execute(compiled, parameters)
 
 
 def normalise_database_url(url: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel
 
+from shared.db import OnConflictStatement
 from shared.events import Envelope
 
 
@@ -40,14 +41,13 @@ class DeadLetterEvent(SQLModel, table=True):
 
 
 _INBOX = InboxEvent.__table__  # type: ignore[attr-defined]
-# Core statements, compiled once: RETURNING tells whether the row was new (rowcount is not
-# reliable for ON CONFLICT across drivers).
-_CLAIM = {
-    "sqlite": sqlite_insert(_INBOX).on_conflict_do_nothing(index_elements=["event_id"]).returning(_INBOX.c.event_id),
-    "postgresql": postgresql_insert(_INBOX)
+# RETURNING tells whether the row was new (rowcount is not reliable for ON CONFLICT across drivers).
+_CLAIM = OnConflictStatement(
+    lambda dialect: (sqlite_insert if dialect == "sqlite" else postgresql_insert)(_INBOX)
     .on_conflict_do_nothing(index_elements=["event_id"])
     .returning(_INBOX.c.event_id),
-}
+    column_keys=["event_id", "event_type", "processed_at"],
+)
 
 
 def claim_event(session: Session, envelope: Envelope) -> bool:
@@ -56,10 +56,8 @@ def claim_event(session: Session, envelope: Envelope) -> bool:
     One statement, ``INSERT … ON CONFLICT DO NOTHING``: a racing duplicate waits for the first
     transaction and then inserts nothing, so at most one of two consumers commits its effect.
     """
-    connection = session.connection()
-    statement = _CLAIM[connection.dialect.name]
     values = {"event_id": envelope.id, "event_type": envelope.type, "processed_at": datetime.now(UTC)}
-    return connection.execute(statement, values).first() is not None
+    return _CLAIM.execute(session.connection(), values).first() is not None
 
 
 INBOX_TABLES: list[type[SQLModel]] = [InboxEvent, DeadLetterEvent]

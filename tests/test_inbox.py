@@ -6,9 +6,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlmodel import Field, Session, SQLModel, select
 
-from shared.db import Database
+from shared.db import Database, OnConflictStatement
 from shared.events import Envelope, EventType, NeedCreated
-from shared.inbox import INBOX_TABLES, DeadLetterEvent, InboxEvent
+from shared.inbox import _CLAIM, INBOX_TABLES, DeadLetterEvent, InboxEvent, claim_event
 from shared.kafka import EventConsumer, in_production_order
 from tests.factories import need_profile
 
@@ -108,3 +108,38 @@ def test_a_fetched_batch_is_applied_partition_by_partition_the_earliest_produced
     # Within a partition nothing moves: Kafka's order per key holds.
     assert [r.key for r in dict(in_production_order(batch))[TopicPartition("matchnet.needs", 2)]] == [
         b"need_a", b"need_a2"]
+
+
+def test_the_claim_is_compiled_once_per_dialect_and_still_tells_new_from_seen(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy gives its dialect inserts (ON CONFLICT) no cache key: without the kept compiled
+    # form every consumed event would compile the statement again.
+    db = Database(database_url, INBOX_TABLES)
+    db.create_tables()
+    claim = OnConflictStatement(_CLAIM._statements.__getitem__, column_keys=["event_id", "event_type", "processed_at"])
+    compiled: list[str] = []
+    original = claim._statements[db.backend]
+    monkeypatch.setattr(claim, "_statements", {db.backend: _CountingStatement(original, compiled)})
+    monkeypatch.setattr("shared.inbox._CLAIM", claim)
+    first = Envelope.wrap(EventType.need_created, "/n", "need_4", NeedCreated(need=need_profile("need_4")))
+    second = Envelope.wrap(EventType.need_created, "/n", "need_5", NeedCreated(need=need_profile("need_5")))
+    try:
+        answers = []
+        for envelope in (first, second, first):
+            with db.session() as session:
+                answers.append(claim_event(session, envelope))
+        assert answers == [True, True, False]
+        assert compiled == [db.backend]
+    finally:
+        db.dispose()
+
+
+class _CountingStatement:
+    def __init__(self, statement: object, compiled: list[str]) -> None:
+        self.statement = statement
+        self.compiled = compiled
+
+    def compile(self, **kwargs: object) -> object:
+        self.compiled.append(kwargs["dialect"].name)  # type: ignore[attr-defined]
+        return self.statement.compile(**kwargs)  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from shared.db import OnConflictStatement
+
 from .models import PairingRecord
 from .publication import DISMISSED, Kind, StoredPair, seed_office_of
 
@@ -52,7 +54,7 @@ def _upsert(dialect: str) -> Any:
     )
 
 
-_UPSERT = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
+_UPSERT = OnConflictStatement(_upsert, column_keys=[column.name for column in _PAIRING.columns])
 
 
 def lock_lists(session: Session) -> Connection:
@@ -98,6 +100,6 @@ def write_pairs(connection: Connection, writes: Iterable[StoredPair], deletes: l
         for pair in writes
     ]
     if rows:
-        connection.execute(_UPSERT[connection.dialect.name], rows)
+        _UPSERT.execute(connection, rows)
     if deletes:
         connection.execute(_DELETE, {"ids": deletes})
