@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, model_validator
 from sqlmodel import Field, Session, SQLModel
 
@@ -113,10 +114,17 @@ def principal_of(record: ApiKey) -> Principal:
                      key_id=record.key_id)
 
 
-def verify_api_key(token: str, *, db: Database | None, admin_key: str | None) -> Principal | None:
-    """The principal of a valid, unrevoked key, looked up in the local table; None otherwise."""
+def bootstrap_principal(token: str, admin_key: str | None) -> Principal | None:
+    """The admin principal if ``token`` is the bootstrap admin key (no database involved)."""
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return Principal(role=Role.admin, key_id=BOOTSTRAP_ADMIN_KEY_ID)
+    return None
+
+
+def verify_api_key(token: str, *, db: Database | None, admin_key: str | None) -> Principal | None:
+    """The principal of a valid, unrevoked key, looked up in the local table; None otherwise."""
+    if (principal := bootstrap_principal(token, admin_key)) is not None:
+        return principal
     parts = split_api_key(token)
     if parts is None or db is None:
         return None
@@ -134,17 +142,22 @@ def find_api_key(session: Session, key_id: str) -> ApiKey | None:
     return session.get(ApiKey, key_id)
 
 
-def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the caller, or 401."""
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller, or 401.
+
+    Async, so that FastAPI does not hop to its thread pool for every request: only a key that must
+    be looked up in the database goes to a thread (the bootstrap admin key needs none).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     principal = None
     if scheme.lower() == "bearer" and token:
+        token = token.strip()
+        admin_key = request.app.state.settings.bootstrap_admin_key
+        principal = bootstrap_principal(token, admin_key)
         runtime = getattr(request.app.state, "runtime", None)
-        principal = verify_api_key(
-            token.strip(), db=runtime.db if runtime is not None else None,
-            admin_key=request.app.state.settings.bootstrap_admin_key,
-        )
+        if principal is None and runtime is not None:
+            principal = await run_in_threadpool(verify_api_key, token, db=runtime.db, admin_key=None)
     if principal is None:
         raise Problem(
             401, "Unauthorized", "send a valid API key as 'Authorization: Bearer <key>'",
