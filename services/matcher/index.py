@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from . import scoring
+from . import kernels, scoring
 
 # Measured on bench/quality: 96 terms rank exactly as 128 or 256 (64: -0.004 nDCG@10, 48: -0.013),
 # and at 1M seeds the signatures and postings stay near 1 GB.
@@ -171,9 +171,15 @@ class KindIndex:
         self.updated_day = np.zeros(c, dtype=np.int32)
         self.expires_day = np.zeros(c, dtype=np.int32)
         self.norm = np.ones(c, dtype=np.float32)  # of the signature's tf × idf when it arrived
+        self._new_scratch(c)
 
     _COLUMNS = ("term_ids", "tf", "alive", "fields", "groups", "subclasses", "forms", "stage", "prefecture",
                 "block", "size", "updated_day", "expires_day", "norm")
+
+    def _new_scratch(self, capacity: int) -> None:
+        # The fast path's per-slot sums and a bit per slot touched: zero between queries.
+        self.slot_sums = np.zeros(capacity, dtype=np.float64)
+        self.slot_touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -181,6 +187,7 @@ class KindIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays and postings (not the id strings or dict overhead)."""
         columns = sum(getattr(self, name).nbytes for name in self._COLUMNS)
+        columns += self.slot_sums.nbytes + self.slot_touched.nbytes
         postings = sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.postings.values())
         postings += sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.code_postings.values())
         return columns + postings
@@ -255,6 +262,7 @@ class KindIndex:
         for name in self._COLUMNS:
             setattr(self, name, _grown(getattr(self, name), capacity))
         self.capacity = capacity
+        self._new_scratch(capacity)
 
     def compact(self) -> None:
         """Drop dead slots: renumber the live ones and rebuild the postings."""
@@ -296,10 +304,13 @@ class KindIndex:
             return np.flatnonzero(self.alive[:used])
         weights = query.tf * idf[query.term_ids]
         order = np.argsort(-weights)[:QUERY_TERMS]
-        lists, list_weights = self._query_postings(query, weights, order, idf)
+        lists, lengths, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit, accumulated = self._sum_by_slot(lists, list_weights)
+        hit, accumulated = kernels.sum_postings(
+            np.frombuffer(b"".join(lists), dtype=np.int32), np.array(lengths, dtype=np.int64),
+            np.array(list_weights, dtype=np.float64), self.slot_sums, self.slot_touched,
+        )
         text = (accumulated / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
         if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
@@ -326,8 +337,8 @@ class KindIndex:
 
     def _query_postings(
         self, query: Signature, weights: Floats, order: npt.NDArray[np.intp], idf: Floats
-    ) -> tuple[list[npt.NDArray[np.int32]], list[float]]:
-        """The postings the fast path sums for ``query`` and each one's weight per entry.
+    ) -> tuple[list[array], list[int], list[float]]:
+        """The postings the fast path sums for ``query``, their lengths and each one's weight per entry.
 
         Terms heaviest first; a list longer than ``MAX_POSTING_SHARE`` of the index, or one that no
         longer fits in what is left of ``POSTINGS_BUDGET``, is skipped (shorter lists of lighter
@@ -339,51 +350,26 @@ class KindIndex:
         lengths[known] = self.posting_lengths[term_ids[known]]
         longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
         list_weights_of_terms = weights[order] * idf[term_ids]
-        lists: list[npt.NDArray[np.int32]] = []
+        lists: list[array] = []
+        list_lengths: list[int] = []
         list_weights: list[float] = []
         budget = POSTINGS_BUDGET
+        postings_of = self.postings
         for term_id, length, weight in zip(
             term_ids.tolist(), lengths.tolist(), list_weights_of_terms.tolist(), strict=True
         ):
             if 0 < length <= min(longest, budget):
-                lists.append(np.frombuffer(self.postings[term_id], dtype=np.int32))
+                lists.append(postings_of[term_id])
+                list_lengths.append(length)
                 list_weights.append(weight)
                 budget -= length
         for code in {*query.groups, *query.subclasses}:
             postings = self.code_postings.get(code)
             if postings is not None and len(postings) <= longest:
-                lists.append(np.frombuffer(postings, dtype=np.int32))
+                lists.append(postings)
+                list_lengths.append(len(postings))
                 list_weights.append(1e-6)  # a candidate even without a shared term
-        return lists, list_weights
-
-    def _sum_by_slot(
-        self, lists: list[npt.NDArray[np.int32]], list_weights: list[float]
-    ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.float64]]:
-        """The slots the postings ``lists`` hold (each once, ascending) and, per slot, the sum of the
-        weights of the lists holding it.
-
-        In time proportional to the entries, not to the slots, and without a random access per
-        entry: each entry becomes a key (slot, list number) and one sort (vectorised in numpy)
-        groups a slot's entries, in list order; the weights are then summed per run of one slot,
-        in the order a running sum over the lists would add them.
-        """
-        shift = max(1, (len(lists) - 1).bit_length())
-        key_type: type[np.signedinteger] = np.int32 if (self.capacity << shift) < 2**31 else np.int64
-        keys: npt.NDArray[np.signedinteger] = np.concatenate(lists, dtype=key_type)
-        keys <<= shift
-        keys |= np.repeat(np.arange(len(lists), dtype=key_type), [len(slots) for slots in lists])
-        if not len(keys):
-            return keys, np.zeros(0, dtype=np.float64)
-        keys.sort()
-        slots = keys >> shift
-        weights = np.take(np.asarray(list_weights, dtype=np.float64), keys & ((1 << shift) - 1))
-        first = np.empty(len(keys), dtype=bool)
-        first[0] = True
-        np.not_equal(slots[1:], slots[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        run_of_entry = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(starts, append=len(keys)))
-        sums = np.bincount(run_of_entry, weights=weights, minlength=len(starts)).astype(np.float64, copy=False)
-        return np.take(slots, starts), sums
+        return lists, list_lengths, list_weights
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
         """Exact scores of ``slots`` against ``query``, with every component (see scoring.py)."""

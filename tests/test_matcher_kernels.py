@@ -1,0 +1,80 @@
+"""The compiled kernels against plain Python and numpy: the same values, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from services.matcher import kernels
+
+
+def numpy_sums_by_slot(
+    lists: list[npt.NDArray[np.int32]], weights: list[float]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The fast path's sums as numpy made them before the kernel: one sort of (slot, list) keys,
+    then ``np.bincount`` per run of one slot."""
+    shift = max(1, (len(lists) - 1).bit_length())
+    keys = np.concatenate(lists).astype(np.int64) << shift
+    keys |= np.repeat(np.arange(len(lists), dtype=np.int64), [len(slots) for slots in lists])
+    if not len(keys):
+        return keys, np.zeros(0, dtype=np.float64)
+    keys.sort()
+    slots = keys >> shift
+    entry_weights = np.take(np.asarray(weights, dtype=np.float64), keys & ((1 << shift) - 1))
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(slots[1:], slots[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    run_of_entry = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(keys)))
+    return slots[starts], np.bincount(run_of_entry, weights=entry_weights, minlength=len(starts))
+
+
+def summed(
+    lists: list[npt.NDArray[np.int32]], weights: list[float], sums: npt.NDArray[np.float64],
+    touched: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    entries = np.concatenate([np.zeros(0, dtype=np.int32), *lists])
+    lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+    return kernels.sum_postings(entries, lengths, np.array(weights, dtype=np.float64), sums, touched)
+
+
+def test_postings_sums_are_a_running_sum_over_the_lists_in_list_order() -> None:
+    rng = np.random.default_rng(3)
+    capacity = 5000
+    sums = np.zeros(capacity, dtype=np.float64)
+    touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
+    for round_number in range(60):
+        size = 64 if round_number % 2 else capacity  # dense and sparse
+        lists = [
+            np.sort(rng.choice(size, rng.integers(0, min(size, 400)), replace=False)).astype(np.int32)
+            for _ in range(rng.integers(1, 60))
+        ]
+        # weights of very different sizes: adding them in another order would change the last bits
+        weights = (rng.random(len(lists)) * 10.0 ** rng.integers(-6, 3, len(lists))).tolist()
+        slots, slot_sums = summed(lists, weights, sums, touched)
+        expected: dict[int, float] = {}
+        for postings, weight in zip(lists, weights, strict=True):
+            for slot in postings.tolist():
+                expected[slot] = expected.get(slot, 0.0) + weight
+        assert slots.tolist() == sorted(expected)  # each slot once, ascending
+        assert slot_sums.tolist() == [expected[slot] for slot in sorted(expected)]  # the same additions
+        reference_slots, reference_sums = numpy_sums_by_slot(lists, weights)
+        assert np.array_equal(slots, reference_slots)
+        assert slot_sums.tobytes() == reference_sums.tobytes()
+        assert not sums.any() and not touched.any()  # the scratch is left zero for the next query
+
+
+def test_postings_sums_of_no_entries_are_empty() -> None:
+    sums = np.zeros(64, dtype=np.float64)
+    touched = np.zeros(2, dtype=np.uint64)
+    slots, slot_sums = summed([np.zeros(0, dtype=np.int32)], [1.0], sums, touched)
+    assert len(slots) == len(slot_sums) == 0
+
+
+def test_postings_sums_reach_the_last_slot_of_every_word() -> None:
+    sums = np.zeros(200, dtype=np.float64)
+    touched = np.zeros(200 // 64 + 1, dtype=np.uint64)
+    edges = np.array([0, 63, 64, 127, 128, 191, 199], dtype=np.int32)
+    slots, slot_sums = summed([edges, edges[::2].copy()], [0.5, 0.25], sums, touched)
+    assert slots.tolist() == edges.tolist()
+    assert slot_sums.tolist() == [0.75, 0.5, 0.75, 0.5, 0.75, 0.5, 0.75]
