@@ -27,42 +27,59 @@ def _compiled(function: F) -> F:
 
 
 @_compiled
+def _lowest_bit(bits: np.uint64) -> int:
+    """The index of the lowest set bit of ``bits`` (not 0): a binary search, numba has no ctz."""
+    index = 0
+    if bits & np.uint64(0xFFFFFFFF) == 0:
+        index += 32
+        bits >>= np.uint64(32)
+    if bits & np.uint64(0xFFFF) == 0:
+        index += 16
+        bits >>= np.uint64(16)
+    if bits & np.uint64(0xFF) == 0:
+        index += 8
+        bits >>= np.uint64(8)
+    if bits & np.uint64(0xF) == 0:
+        index += 4
+        bits >>= np.uint64(4)
+    if bits & np.uint64(0x3) == 0:
+        index += 2
+        bits >>= np.uint64(2)
+    if bits & np.uint64(0x1) == 0:
+        index += 1
+    return index
+
+
+@_compiled
 def _sum_postings(
     entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
     sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     position = 0
-    first_word, last_word = len(touched), -1
     for number in range(len(lengths)):
         weight = weights[number]
         end = position + lengths[number]
         for entry in range(position, end):
             slot = entries[entry]
             sums[slot] += weight
-            word = slot >> 6
-            touched[word] |= np.uint64(1) << np.uint64(slot & 63)
-            first_word = min(first_word, word)
-            last_word = max(last_word, word)
+            touched[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
         position = end
     slots = np.empty(len(entries), dtype=np.int64)
     slot_sums = np.empty(len(entries), dtype=np.float64)
     hits = 0
-    for word in range(first_word, last_word + 1):
+    # One word per 64 slots (16k words at 1M slots: microseconds), each set bit in slot order.
+    for word in range(len(touched)):
         bits = touched[word]
         if bits == 0:
             continue
         touched[word] = 0
-        for byte in range(8):
-            bits_of_byte = (bits >> np.uint64(8 * byte)) & np.uint64(0xFF)
-            if bits_of_byte == 0:
-                continue
-            for bit in range(8):
-                if bits_of_byte & np.uint64(1 << bit):
-                    slot = (word << 6) + 8 * byte + bit
-                    slots[hits] = slot
-                    slot_sums[hits] = sums[slot]
-                    sums[slot] = 0.0
-                    hits += 1
+        while bits:
+            slot = (word << 6) + _lowest_bit(bits)
+            slots[hits] = slot
+            slot_sums[hits] = sums[slot]
+            sums[slot] = 0.0
+            hits += 1
+            bits &= bits - np.uint64(1)
     return slots[:hits], slot_sums[:hits]
 
 
