@@ -78,3 +78,37 @@ def test_postings_sums_reach_the_last_slot_of_every_word() -> None:
     slots, slot_sums = summed([edges, edges[::2].copy()], [0.5, 0.25], sums, touched)
     assert slots.tolist() == edges.tolist()
     assert slot_sums.tolist() == [0.75, 0.5, 0.75, 0.5, 0.75, 0.5, 0.75]
+
+
+def numpy_text_similarity(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], query_norm: float,
+) -> npt.NDArray[np.float32]:
+    """The text component as numpy computed it before the kernel (KindIndex.score)."""
+    rows = np.take(term_ids, slots, axis=0)
+    doc_weights = np.take(tf, slots, axis=0).astype(np.float32) * np.take(idf, rows)
+    dot = (np.take(query_weights, rows) * doc_weights).sum(axis=1)
+    norms = np.sqrt((doc_weights * doc_weights).sum(axis=1)) * query_norm
+    return np.where(norms > 0, dot / np.maximum(norms, 1e-9), 0.0).astype(np.float32)
+
+
+def test_text_similarity_is_numpys_float32_cosine_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    vocabulary = 3000
+    for width in (96, 5, 8, 13, 128):  # the signature width, and the other paths of numpy's pairwise sum
+        term_ids = rng.integers(0, vocabulary, (400, width)).astype(np.int32)
+        term_ids[rng.random(term_ids.shape) < 0.2] = 0  # padding
+        tf = (1 + rng.random((400, width)) * 4).astype(np.float16)
+        idf = (rng.random(vocabulary) * 9).astype(np.float32)
+        idf[0] = 0.0
+        term_ids[7] = 0  # a row of padding only: norm 0
+        query_weights = np.zeros(vocabulary, dtype=np.float32)
+        query_terms = rng.choice(vocabulary, 60, replace=False)
+        query_weights[query_terms] = (rng.random(60) * 20).astype(np.float32)
+        query_weights[0] = 0.0
+        query_norm = float(np.sqrt(query_weights @ query_weights))
+        slots = rng.permutation(400)[:300].astype(np.int64)
+        text = kernels.text_similarity(term_ids, tf, slots, idf, query_weights, query_norm)
+        expected = numpy_text_similarity(term_ids, tf, slots, idf, query_weights, query_norm)
+        assert text.dtype == np.float32
+        assert text.tobytes() == expected.tobytes()
