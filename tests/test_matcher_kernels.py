@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from services.matcher import kernels
+from services.matcher import kernels, scoring
+from services.matcher.index import KindIndex, Signature, Vocabulary
 
 
 def numpy_sums_by_slot(
@@ -112,3 +113,79 @@ def test_text_similarity_is_numpys_float32_cosine_bit_for_bit() -> None:
         expected = numpy_text_similarity(term_ids, tf, slots, idf, query_weights, query_norm)
         assert text.dtype == np.float32
         assert text.tobytes() == expected.tobytes()
+
+
+def test_text_estimates_divide_the_sums_as_numpy_did() -> None:
+    rng = np.random.default_rng(11)
+    capacity = 3000
+    sums = np.zeros(capacity, dtype=np.float64)
+    touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
+    norm = (0.001 + rng.random(capacity) * 30).astype(np.float32)
+    for _ in range(20):
+        lists = [np.sort(rng.choice(capacity, rng.integers(1, 500), replace=False)).astype(np.int32)
+                 for _ in range(rng.integers(1, 40))]
+        weights = (rng.random(len(lists)) * 50).tolist()
+        query_norm = float(rng.random() * 40)
+        entries = np.concatenate(lists)
+        lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+        slots, text = kernels.text_estimates(entries, lengths, np.array(weights), sums, touched, norm, query_norm)
+        reference_slots, reference_sums = numpy_sums_by_slot(lists, weights)
+        assert np.array_equal(slots, reference_slots)
+        assert text.tobytes() == (reference_sums / (norm[reference_slots] * query_norm)).astype(np.float32).tobytes()
+
+
+def numpy_estimates(
+    index: KindIndex, hit: npt.NDArray[np.int64], text: npt.NDArray[np.float32], query: Signature, query_is_need: bool
+) -> npt.NDArray[np.float32]:
+    """The fast path's estimate as numpy computed it before the kernel (KindIndex.candidates)."""
+    classification = (
+        scoring.classification_overlap(
+            index.groups[hit], index.subclasses[hit],
+            np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+        ) if query.groups or query.subclasses else np.zeros(len(hit), dtype=np.float32)
+    )
+    fields = scoring.field_overlap(index.fields[hit], query.fields)
+    estimates = scoring.relevance(np.minimum(text, 1.0), classification, fields)
+    if query_is_need:
+        estimates *= scoring.form_credit(index.forms[hit], query.forms)
+        estimates *= scoring.stage_credit(index.stage[hit], query.stage)
+    else:
+        estimates *= scoring.form_credit(query.forms, index.forms[hit])
+        estimates *= scoring.stage_credit(query.stage, index.stage[hit])
+    estimates *= index.alive[hit]
+    return estimates
+
+
+def test_estimates_are_the_numpy_relevance_form_and_stage_bit_for_bit() -> None:
+    rng = np.random.default_rng(13)
+    size = 2000
+    index = KindIndex(Vocabulary(), capacity=size)
+    index.groups[:] = rng.integers(0, 12, index.groups.shape) * (rng.random(index.groups.shape) < 0.4)
+    index.subclasses[:] = rng.integers(0, 8, index.subclasses.shape) * (rng.random(index.subclasses.shape) < 0.4)
+    index.fields[:] = rng.integers(0, 1 << 12, size)
+    index.forms[:] = rng.integers(0, len(scoring.FORM_CREDIT), size)
+    index.stage[:] = rng.integers(0, 10, size)
+    index.alive[:] = rng.random(size) < 0.9
+    for round_number in range(40):
+        query_is_need = round_number % 2 == 0
+        stage = int(rng.integers(0, 121)) if query_is_need else int(rng.integers(0, 10))
+        if not query_is_need:
+            index.stage[:] = rng.integers(0, 121, size)
+        else:
+            index.stage[:] = rng.integers(0, 10, size)
+        query = Signature(
+            term_ids=np.zeros(0, dtype=np.int32), tf=np.zeros(0, dtype=np.float32),
+            fields=int(rng.integers(0, 1 << 12)) if round_number % 5 else 0,
+            groups=rng.choice(np.arange(1, 12), rng.integers(0, 3), replace=False).tolist(),
+            subclasses=rng.choice(np.arange(1, 8), rng.integers(0, 3), replace=False).tolist(),
+            forms=int(rng.integers(0, len(scoring.FORM_CREDIT))), stage=stage, prefecture=0, block=0, size=0,
+            updated_day=0, expires_day=0,
+        )
+        hit = rng.permutation(size)[:700].astype(np.int64)
+        text = (rng.random(700) * 1.2).astype(np.float32)  # above 1 too: the estimate caps it
+        got = kernels.estimates(
+            hit, text, index.groups, index.subclasses, np.array(query.groups, dtype=np.int32),
+            np.array(query.subclasses, dtype=np.int32), index.fields, query.fields, index.forms, index.stage,
+            index.alive, query.forms, query.stage, query_is_need,
+        )
+        assert got.tobytes() == numpy_estimates(index, hit, text, query, query_is_need).tobytes()

@@ -307,29 +307,19 @@ class KindIndex:
         lists, lengths, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit, accumulated = kernels.sum_postings(
+        hit, text = kernels.text_estimates(
             np.frombuffer(b"".join(lists), dtype=np.int32), np.array(lengths, dtype=np.int64),
-            np.array(list_weights, dtype=np.float64), self.slot_sums, self.slot_touched,
+            np.array(list_weights, dtype=np.float64), self.slot_sums, self.slot_touched, self.norm,
+            max(float(np.sqrt(weights @ weights)), 1e-6),
         )
-        text = (accumulated / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
         if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
             hit, text = hit[best], text[best]
-        classification = (
-            scoring.classification_overlap(
-                self.groups[hit], self.subclasses[hit],
-                np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
-            ) if query.groups or query.subclasses else np.zeros(len(hit), dtype=np.float32)
+        estimates = kernels.estimates(
+            hit, text, self.groups, self.subclasses, np.array(query.groups, dtype=np.int32),
+            np.array(query.subclasses, dtype=np.int32), self.fields, query.fields, self.forms, self.stage,
+            self.alive, query.forms, query.stage, query_is_need,
         )
-        fields = scoring.field_overlap(self.fields[hit], query.fields)
-        estimates = scoring.relevance(np.minimum(text, 1.0), classification, fields)
-        if query_is_need:
-            estimates *= scoring.form_credit(self.forms[hit], query.forms)
-            estimates *= scoring.stage_credit(self.stage[hit], query.stage)
-        else:
-            estimates *= scoring.form_credit(query.forms, self.forms[hit])
-            estimates *= scoring.stage_credit(query.stage, self.stage[hit])
-        estimates *= self.alive[hit]
         if len(hit) > RESCORE_DEPTH:
             best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
             hit, estimates = hit[best], estimates[best]
@@ -381,9 +371,11 @@ class KindIndex:
         )
         scratch[query.term_ids] = 0.0
 
-        classification = scoring.classification_overlap(
-            self.groups[slots], self.subclasses[slots],
-            np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+        classification = (
+            scoring.classification_overlap(
+                self.groups[slots], self.subclasses[slots],
+                np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+            ) if query.groups or query.subclasses else np.zeros(len(slots), dtype=np.float32)
         )
         fields = scoring.field_overlap(self.fields[slots], query.fields)
         offered: npt.NDArray[np.integer] | int

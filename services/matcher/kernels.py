@@ -15,6 +15,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from . import scoring
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,6 +97,110 @@ def sum_postings(
     scratch, all zero before and after: the time follows the entries, not the slots.
     """
     return _sum_postings(entries, lengths, weights, sums, touched)
+
+
+@_compiled
+def _text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    slots, slot_sums = _sum_postings(entries, lengths, weights, sums, touched)
+    query_norm32 = np.float32(query_norm)
+    text = np.empty(len(slots), dtype=np.float32)
+    for i in range(len(slots)):
+        text[i] = np.float32(slot_sums[i] / np.float64(norm[slots[i]] * query_norm32))
+    return slots, text
+
+
+def text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """``sum_postings``, and each slot's sum over (its ``norm`` × ``query_norm``) as float32: the
+    fast path's text estimate, computed as numpy did (float32 product, float64 quotient, rounded)."""
+    return _text_estimates(entries, lengths, weights, sums, touched, norm, query_norm)
+
+
+@_compiled
+def _bit_count(bits: int) -> int:
+    count = 0
+    while bits:
+        bits &= bits - 1
+        count += 1
+    return count
+
+
+@_compiled
+def _estimates(
+    slots: npt.NDArray[np.int64], text: npt.NDArray[np.float32], groups: npt.NDArray[np.int32],
+    subclasses: npt.NDArray[np.int32], query_groups: npt.NDArray[np.int32], query_subclasses: npt.NDArray[np.int32],
+    fields: npt.NDArray[np.uint32], query_fields: int,
+    forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16], alive: npt.NDArray[np.bool_],
+    query_forms: int, query_stage: int, query_is_need: bool, relevance_weights: npt.NDArray[np.float32],
+    subclass_credit: float, form_credit: npt.NDArray[np.float32], stage_credit: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], int]:
+    text_weight, classification_weight, field_weight = relevance_weights[0], relevance_weights[1], relevance_weights[2]
+    query_field_count = _bit_count(query_fields)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    estimates = np.empty(len(slots), dtype=np.float32)
+    with_codes = len(query_groups) + len(query_subclasses) > 0
+    # The slots are scattered and their columns cold: read them in a tight loop first (many reads in
+    # flight at once), not one by one behind the branches below.
+    touched = 0
+    for i in range(len(slots)):
+        slot = slots[i]
+        touched += fields[slot] + forms[slot] + stage[slot] + alive[slot]
+        if with_codes:
+            touched += groups[slot, 0] + subclasses[slot, 0]
+    for i in range(len(slots)):
+        slot = slots[i]
+        group_hit, subclass_hit = False, False
+        for column in range(groups.shape[1] if with_codes else 0):
+            group, subclass = groups[slot, column], subclasses[slot, column]
+            if group > 0:
+                for query_group in query_groups:
+                    group_hit |= group == query_group
+            if subclass > 0:
+                for query_subclass in query_subclasses:
+                    subclass_hit |= subclass == query_subclass
+        classification = one if group_hit else (np.float32(subclass_credit) if subclass_hit else zero)
+        shared = np.float32(_bit_count(int(fields[slot]) & query_fields))
+        total = np.float32(_bit_count(int(fields[slot])) + query_field_count)
+        field = (np.float32(2.0) * shared) / max(total, one) if total > 0 else zero
+        estimate = text_weight * min(text[i], one) + classification_weight * classification + field_weight * field
+        if query_is_need:
+            estimate *= form_credit[forms[slot], query_forms]
+            estimate *= stage_credit[stage[slot], query_stage]
+        else:
+            estimate *= form_credit[query_forms, forms[slot]]
+            estimate *= stage_credit[query_stage, stage[slot]]
+        estimates[i] = estimate * (one if alive[slot] else zero)
+    return estimates, touched
+
+
+def estimates(
+    slots: npt.NDArray[np.int64], text: npt.NDArray[np.float32], groups: npt.NDArray[np.int32],
+    subclasses: npt.NDArray[np.int32], query_groups: npt.NDArray[np.int32], query_subclasses: npt.NDArray[np.int32],
+    fields: npt.NDArray[np.uint32], query_fields: int, forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16],
+    alive: npt.NDArray[np.bool_], query_forms: int, query_stage: int, query_is_need: bool,
+) -> npt.NDArray[np.float32]:
+    """The fast path's estimate of each slot (``text`` its text estimate): the exact score's
+    relevance (classification and fields overlaps of scoring.py) × form × stage, 0 for a dead slot;
+    the same float32 operations in the same order as scoring.py's numpy functions."""
+    slot_estimates, _ = _estimates(
+        slots, text, groups, subclasses, query_groups, query_subclasses, fields, query_fields, forms, stage, alive,
+        query_forms, query_stage, query_is_need, _RELEVANCE_WEIGHTS, scoring.SAME_SUBCLASS_CREDIT,
+        scoring.FORM_CREDIT, scoring.STAGE_CREDIT,
+    )
+    return slot_estimates
+
+
+# Passed to the kernels, not read by them as globals: numba's cache would keep old values of another module.
+_RELEVANCE_WEIGHTS = np.array(
+    [scoring.TEXT_WEIGHT, scoring.CLASSIFICATION_WEIGHT, scoring.FIELD_WEIGHT], dtype=np.float32
+)
 
 
 # float16 -> float32 of every bit pattern: exact, and numba reads float16 arrays as their bits.
@@ -182,8 +288,14 @@ def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
     touched = np.zeros(3, dtype=np.uint64)
-    sum_postings(np.array([3, 129, 3], dtype=np.int32), np.array([2, 1], dtype=np.int64),
-                 np.array([0.5, 0.25], dtype=np.float64), sums, touched)
+    # read-only, as np.frombuffer gives them to the fast path (another type for numba)
+    entries = np.frombuffer(np.array([3, 129, 3], dtype=np.int32).tobytes(), dtype=np.int32)
+    lengths = np.array([2, 1], dtype=np.int64)
+    weights = np.array([0.5, 0.25], dtype=np.float64)
+    slots, text = text_estimates(entries, lengths, weights, sums, touched, np.ones(130, dtype=np.float32), 1.0)
+    codes = np.ones((130, 6), dtype=np.int32)
+    estimates(slots, text, codes, codes, codes[0], codes[0], np.ones(130, dtype=np.uint32), 1,
+              np.ones(130, dtype=np.uint8), np.ones(130, dtype=np.int16), np.ones(130, dtype=np.bool_), 1, 1, True)
     term_ids = np.ones((2, 3), dtype=np.int32)
-    weights = np.ones(2, dtype=np.float32)
-    text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), weights, weights, 1.0)
+    ones = np.ones(2, dtype=np.float32)
+    text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0)
