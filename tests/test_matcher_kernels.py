@@ -189,3 +189,42 @@ def test_estimates_are_the_numpy_relevance_form_and_stage_bit_for_bit() -> None:
             index.alive, query.forms, query.stage, query_is_need,
         )
         assert got.tobytes() == numpy_estimates(index, hit, text, query, query_is_need).tobytes()
+
+
+def numpy_shared_terms(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], pool: int,
+) -> list[list[tuple[int, float]]]:
+    """The explanation's shared terms as numpy and Python chose them before the kernel."""
+    rows = term_ids[slots]
+    row_of, column = np.nonzero(query_weights[rows])
+    ids = rows[row_of, column]
+    weights = (
+        query_weights[ids].astype(np.float64) * tf[slots[row_of], column].astype(np.float64)
+        * idf[ids].astype(np.float64)
+    )
+    order = np.lexsort((-ids, -weights, row_of))
+    shared: list[list[tuple[int, float]]] = [[] for _ in range(len(slots))]
+    for row, term_id, weight in zip(row_of[order].tolist(), ids[order].tolist(), weights[order].tolist(), strict=True):
+        if len(shared[row]) < pool:
+            shared[row].append((term_id, weight))
+    return shared
+
+
+def test_shared_terms_are_the_heaviest_first_as_numpy_chose_them() -> None:
+    rng = np.random.default_rng(17)
+    vocabulary = 400
+    term_ids = np.array([rng.permutation(np.arange(1, vocabulary))[:96] for _ in range(300)], dtype=np.int32)
+    term_ids[:, 80:] = 0  # padding
+    tf = rng.choice(np.array([1.0, 1.5, 2.0, 2.5], dtype=np.float16), term_ids.shape)  # many equal weights
+    idf = rng.choice(np.array([0.5, 1.0, 2.0], dtype=np.float32), vocabulary)
+    idf[0] = 0.0
+    for pool in (16, 3, 96):
+        query_weights = np.zeros(vocabulary, dtype=np.float32)
+        query_weights[rng.choice(np.arange(1, vocabulary), 150, replace=False)] = rng.choice(
+            np.array([1.0, 2.0, 3.0], dtype=np.float32), 150)
+        slots = rng.permutation(300)[:40].astype(np.int64)
+        counts, ids, weights = kernels.shared_terms(term_ids, tf, slots, idf, query_weights, pool)
+        got = [list(zip(ids[row, :count].tolist(), weights[row, :count].tolist(), strict=True))
+               for row, count in enumerate(counts.tolist())]
+        assert got == numpy_shared_terms(term_ids, tf, slots, idf, query_weights, pool)

@@ -284,6 +284,51 @@ def text_similarity(
     return text
 
 
+@_compiled
+def _shared_terms(
+    term_ids: npt.NDArray[np.int32], tf_bits: npt.NDArray[np.uint16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], half_to_float: npt.NDArray[np.float32],
+    pool: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    width = term_ids.shape[1]
+    counts = np.zeros(len(slots), dtype=np.int64)
+    shared_ids = np.zeros((len(slots), width), dtype=np.int32)
+    shared_weights = np.zeros((len(slots), width), dtype=np.float64)
+    for row in range(len(slots)):
+        slot = slots[row]
+        count = 0
+        for column in range(width):
+            term_id = term_ids[slot, column]
+            if query_weights[term_id] == 0:
+                continue
+            weight = (np.float64(query_weights[term_id]) * np.float64(half_to_float[tf_bits[slot, column]])
+                      * np.float64(idf[term_id]))
+            # insertion in order: heaviest first, among equal weights the larger term id first
+            position = count
+            while position > 0 and (
+                shared_weights[row, position - 1] < weight
+                or (shared_weights[row, position - 1] == weight and shared_ids[row, position - 1] < term_id)
+            ):
+                shared_weights[row, position] = shared_weights[row, position - 1]
+                shared_ids[row, position] = shared_ids[row, position - 1]
+                position -= 1
+            shared_weights[row, position] = weight
+            shared_ids[row, position] = term_id
+            count += 1
+        counts[row] = min(count, pool)
+    return counts, shared_ids[:, :pool].copy(), shared_weights[:, :pool].copy()
+
+
+def shared_terms(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], pool: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    """Per slot, the terms of its signature the query holds (``query_weights`` not 0), the heaviest
+    first by query weight × tf × idf in float64 (among equal weights the larger term id first):
+    how many (at most ``pool``), their ids and their weights, one row of ``pool`` per slot."""
+    return _shared_terms(term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, pool)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -299,3 +344,4 @@ def warm_up() -> None:
     term_ids = np.ones((2, 3), dtype=np.int32)
     ones = np.ones(2, dtype=np.float32)
     text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0)
+    shared_terms(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 16)
