@@ -245,11 +245,10 @@ class ProfileIndex:
         if not chosen:
             return []
         positions = [position for position, _, _ in chosen]
-        columns = {
-            name: np.round(values[positions].astype(np.float64), 4).tolist()
-            for name, values in ranked.components.items()
-        }
-        scores = np.round(ranked.scores[positions].astype(np.float64), 4).tolist()
+        # The score and its components rounded as published, in one array: a row each.
+        rounded = np.round(np.stack([ranked.scores, *ranked.components.values()])[:, positions].astype(np.float64), 4)
+        scores, *component_rows = rounded.tolist()
+        columns = dict(zip(ranked.components, component_rows, strict=True))
         shared_of = self._shared_terms(query, other, ranked.slots[positions])
         query_side = NeedSide.of(query_profile) if isinstance(query_profile, NeedProfile) else None
         top: list[Candidate] = []
