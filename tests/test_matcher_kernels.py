@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from services.matcher import kernels, scoring
 from services.matcher.index import KindIndex, Signature, Vocabulary
@@ -228,3 +229,20 @@ def test_shared_terms_are_the_heaviest_first_as_numpy_chose_them() -> None:
         got = [list(zip(ids[row, :count].tolist(), weights[row, :count].tolist(), strict=True))
                for row, count in enumerate(counts.tolist())]
         assert got == numpy_shared_terms(term_ids, tf, slots, idf, query_weights, pool)
+
+
+def test_kernels_refuse_what_numpy_would_refuse_instead_of_reading_past_an_array() -> None:
+    sums = np.zeros(64, dtype=np.float64)
+    touched = np.zeros(2, dtype=np.uint64)
+    with pytest.raises(IndexError):
+        summed([np.array([3, 64], dtype=np.int32)], [1.0], sums, touched)
+    with pytest.raises(ValueError):
+        kernels.sum_postings(np.array([3], dtype=np.int32), np.array([2], dtype=np.int64), np.array([1.0]), sums,
+                             touched)
+    term_ids = np.array([[1, 2], [3, 9]], dtype=np.int32)
+    tf = np.ones((2, 2), dtype=np.float16)
+    idf = np.ones(5, dtype=np.float32)
+    with pytest.raises(IndexError):  # term 9 has no idf
+        kernels.text_similarity(term_ids, tf, np.array([1], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 1.0)
+    with pytest.raises(IndexError):  # no slot 2
+        kernels.shared_terms(term_ids, tf, np.array([2], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 16)

@@ -63,6 +63,8 @@ def _sum_postings(
         end = position + lengths[number]
         for entry in range(position, end):
             slot = entries[entry]
+            if slot < 0 or slot >= len(sums):  # numba does not check bounds: fail as numpy would
+                raise IndexError("postings entry beyond the slots")
             sums[slot] += weight
             touched[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
         position = end
@@ -96,6 +98,7 @@ def sum_postings(
     entry of list ``i``); ``sums`` (one float64 per slot) and ``touched`` (one bit per slot) are
     scratch, all zero before and after: the time follows the entries, not the slots.
     """
+    _check_postings(entries, lengths, weights, sums, touched)
     return _sum_postings(entries, lengths, weights, sums, touched)
 
 
@@ -120,7 +123,19 @@ def text_estimates(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """``sum_postings``, and each slot's sum over (its ``norm`` × ``query_norm``) as float32: the
     fast path's text estimate, computed as numpy did (float32 product, float64 quotient, rounded)."""
+    _check_postings(entries, lengths, weights, sums, touched)
+    if len(norm) < len(sums):
+        raise IndexError("a norm per slot")
     return _text_estimates(entries, lengths, weights, sums, touched, norm, query_norm)
+
+
+def _check_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64],
+) -> None:
+    """What the kernel's loops assume and numba does not check."""
+    if len(lengths) != len(weights) or int(lengths.sum()) != len(entries) or len(touched) * 64 < len(sums):
+        raise ValueError("postings: lengths, weights and entries disagree")
 
 
 @_compiled
@@ -151,6 +166,8 @@ def _estimates(
     touched = 0
     for i in range(len(slots)):
         slot = slots[i]
+        if slot < 0 or slot >= len(fields):
+            raise IndexError("slot beyond the index")
         touched += fields[slot] + forms[slot] + stage[slot] + alive[slot]
         if with_codes:
             touched += groups[slot, 0] + subclasses[slot, 0]
@@ -189,6 +206,8 @@ def estimates(
     """The fast path's estimate of each slot (``text`` its text estimate): the exact score's
     relevance (classification and fields overlaps of scoring.py) × form × stage, 0 for a dead slot;
     the same float32 operations in the same order as scoring.py's numpy functions."""
+    if not len(groups) == len(subclasses) == len(fields) == len(forms) == len(stage) == len(alive):
+        raise ValueError("estimates: one row per slot in every column")
     slot_estimates, _ = _estimates(
         slots, text, groups, subclasses, query_groups, query_subclasses, fields, query_fields, forms, stage, alive,
         query_forms, query_stage, query_is_need, _RELEVANCE_WEIGHTS, scoring.SAME_SUBCLASS_CREDIT,
@@ -254,6 +273,8 @@ def _text_similarity(
     touched = 0
     for row in range(len(slots)):
         slot = slots[row]
+        if slot < 0 or slot >= term_ids.shape[0]:
+            raise IndexError("slot beyond the index")
         for column in range(0, width, 16):
             touched += term_ids[slot, column]
         for column in range(0, width, 32):
@@ -262,6 +283,8 @@ def _text_similarity(
         slot = slots[row]
         for column in range(width):
             term_id = term_ids[slot, column]
+            if term_id < 0 or term_id >= len(idf):
+                raise IndexError("term id beyond the vocabulary")
             weight = half_to_float[tf_bits[slot, column]] * idf[term_id]
             products[column] = query_weights[term_id] * weight
             squares[column] = weight * weight
@@ -280,6 +303,7 @@ def text_similarity(
     its length. In float32 and in numpy's order of additions (``.sum(axis=1)``), as the numpy it
     replaces computed it; no (slots × terms) temporaries.
     """
+    _check_rows(term_ids, tf, idf, query_weights)
     text, _ = _text_similarity(term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, query_norm)
     return text
 
@@ -296,9 +320,13 @@ def _shared_terms(
     shared_weights = np.zeros((len(slots), width), dtype=np.float64)
     for row in range(len(slots)):
         slot = slots[row]
+        if slot < 0 or slot >= term_ids.shape[0]:
+            raise IndexError("slot beyond the index")
         count = 0
         for column in range(width):
             term_id = term_ids[slot, column]
+            if term_id < 0 or term_id >= len(idf):
+                raise IndexError("term id beyond the vocabulary")
             if query_weights[term_id] == 0:
                 continue
             weight = (np.float64(query_weights[term_id]) * np.float64(half_to_float[tf_bits[slot, column]])
@@ -326,7 +354,16 @@ def shared_terms(
     """Per slot, the terms of its signature the query holds (``query_weights`` not 0), the heaviest
     first by query weight × tf × idf in float64 (among equal weights the larger term id first):
     how many (at most ``pool``), their ids and their weights, one row of ``pool`` per slot."""
+    _check_rows(term_ids, tf, idf, query_weights)
     return _shared_terms(term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, pool)
+
+
+def _check_rows(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], idf: npt.NDArray[np.float32],
+    query_weights: npt.NDArray[np.float32],
+) -> None:
+    if term_ids.shape != tf.shape or len(query_weights) < len(idf):
+        raise ValueError("signature rows: term ids, tf and weights disagree")
 
 
 def warm_up() -> None:
