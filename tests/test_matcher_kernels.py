@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numba
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -246,3 +249,22 @@ def test_kernels_refuse_what_numpy_would_refuse_instead_of_reading_past_an_array
         kernels.text_similarity(term_ids, tf, np.array([1], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 1.0)
     with pytest.raises(IndexError):  # no slot 2
         kernels.shared_terms(term_ids, tf, np.array([2], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 16)
+
+
+def test_kernels_are_compiled_without_a_disk_cache_where_none_can_be_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_njit = numba.njit
+    asked: list[dict[str, bool]] = []
+
+    def njit(**options: bool) -> Any:
+        asked.append(options)
+        if options.get("cache"):  # what numba raises for a read-only package folder
+            raise RuntimeError("cannot cache function 'add_one': no locator available for file 'kernels.py'")
+        return real_njit(**options)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit)
+
+    def add_one(value: int) -> int:
+        return value + 1
+
+    assert kernels._compiled(add_one)(1) == 2
+    assert asked == [{"cache": True, "nogil": True}, {"nogil": True}]
