@@ -10,7 +10,7 @@ import numpy as np
 
 from services.matcher import index as index_module
 from services.matcher.domain import Candidate, ProfileIndex
-from services.matcher.index import KindIndex, Vocabulary
+from services.matcher.index import KindIndex
 from tests.factories import need_profile, seed_profile
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -70,31 +70,11 @@ def test_a_small_postings_budget_still_finds_the_exact_best_seed_of_a_clear_case
         query = index.kinds["need"].signature("need_clear")
         assert query is not None
         weights = query.tf * index.vocabulary.idf()[query.term_ids]
-        lists, _ = seeds._query_postings(query, weights, np.argsort(-weights), index.vocabulary.idf())
+        lists, _, _ = seeds._query_postings(query, weights, np.argsort(-weights), index.vocabulary.idf())
         assert sum(len(postings) for postings in lists) <= 20  # the budget holds
         fast = index.rank("need_clear", 1, 0.0)
     assert listed(fast) == listed(index.rank("need_clear", 1, 0.0, exact=True))
     assert fast[0].seed_id == "seed_clear"
-
-
-def test_sums_by_slot_match_a_plain_running_sum_over_the_lists() -> None:
-    kind = KindIndex(Vocabulary(), capacity=64)
-    rng = np.random.default_rng(3)
-    for _ in range(20):
-        lists = [
-            np.sort(rng.choice(64, rng.integers(1, 40), replace=False)).astype(np.int32)
-            for _ in range(rng.integers(1, 60))
-        ]
-        weights = rng.random(len(lists)).tolist()
-        slots, sums = kind._sum_by_slot(lists, weights)
-        expected: dict[int, float] = {}
-        for postings, weight in zip(lists, weights, strict=True):
-            for slot in postings.tolist():
-                expected[slot] = expected.get(slot, 0.0) + weight
-        assert slots.tolist() == sorted(expected)  # each slot once, ascending
-        assert sums.tolist() == [expected[slot] for slot in sorted(expected)]  # the same additions, in list order
-    slots, sums = kind._sum_by_slot([np.zeros(0, dtype=np.int32)], [1.0])
-    assert len(slots) == len(sums) == 0
 
 
 def posting_lengths_agree(kind: KindIndex) -> bool:

@@ -32,7 +32,7 @@ from shared.reference import (
     today_in_japan,
 )
 
-from . import scoring
+from . import kernels, scoring
 from .analysis import matched_phrases, weighted_counts_of_parts
 from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Slots, Vocabulary
 
@@ -245,11 +245,10 @@ class ProfileIndex:
         if not chosen:
             return []
         positions = [position for position, _, _ in chosen]
-        columns = {
-            name: np.round(values[positions].astype(np.float64), 4).tolist()
-            for name, values in ranked.components.items()
-        }
-        scores = np.round(ranked.scores[positions].astype(np.float64), 4).tolist()
+        # The score and its components rounded as published, in one array: a row each.
+        rounded = np.round(np.stack([ranked.scores, *ranked.components.values()])[:, positions].astype(np.float64), 4)
+        scores, *component_rows = rounded.tolist()
+        columns = dict(zip(ranked.components, component_rows, strict=True))
         shared_of = self._shared_terms(query, other, ranked.slots[positions])
         query_side = NeedSide.of(query_profile) if isinstance(query_profile, NeedProfile) else None
         top: list[Candidate] = []
@@ -274,26 +273,15 @@ class ProfileIndex:
         idf = self.vocabulary.idf()
         scratch = self.vocabulary.scratch
         scratch[query.term_ids] = query.tf * idf[query.term_ids]
-        rows = other.term_ids[slots]
         # Every query term weighs more than 0 (tf and idf do): a zero is a term the query lacks.
-        row_of, column = np.nonzero(scratch[rows])
-        term_ids = rows[row_of, column]
-        weights = (
-            scratch[term_ids].astype(np.float64) * other.tf[slots[row_of], column].astype(np.float64)
-            * idf[term_ids].astype(np.float64)
-        )
+        counts, term_ids, weights = kernels.shared_terms(other.term_ids, other.tf, slots, idf, scratch,
+                                                         EXPLAINED_TERM_POOL)
         scratch[query.term_ids] = 0.0
-        # by slot; heaviest first; among equal weights the larger term id first
-        order = np.lexsort((-term_ids, -weights, row_of))
         terms = self.vocabulary.terms
-        shared: list[dict[str, float]] = [{} for _ in range(len(slots))]
-        for row, term_id, weight in zip(
-            row_of[order].tolist(), term_ids[order].tolist(), weights[order].tolist(), strict=True
-        ):
-            terms_of_row = shared[row]
-            if len(terms_of_row) < EXPLAINED_TERM_POOL:
-                terms_of_row[terms[term_id]] = weight
-        return shared
+        return [
+            dict(zip([terms[term_id] for term_id in ids[:count]], row_weights[:count], strict=True))
+            for count, ids, row_weights in zip(counts.tolist(), term_ids.tolist(), weights.tolist(), strict=True)
+        ]
 
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         return self.profiles.get(profile_id)

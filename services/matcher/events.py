@@ -44,6 +44,7 @@ from shared.outbox import record_event
 from shared.reference import ProfileStatus
 from shared.telemetry import meter
 
+from . import kernels
 from .domain import Candidate, ProfileIndex
 from .publication import (
     Kind,
@@ -236,6 +237,8 @@ async def rebuild_index(profiles: Profiles, settings: MatcherSettings) -> dict[s
                 if not cursor:
                     break
             log.info("matcher: index rebuilt with %d %s", loaded[resource], resource)
+    # The fast path's compiled kernels: loaded from numba's cache (or compiled) now, not by the first event.
+    await asyncio.to_thread(kernels.warm_up)
     # The rebuilt index is long-lived (millions of objects at scale): moved out of the collector's
     # generations, it is not walked again by every full collection while needs are ranked.
     gc.collect()

@@ -8,10 +8,13 @@ term to the slots holding it (``array('i')``, appended in place). Ranking one qu
 1. fast path ("more like this"): the query's ``QUERY_TERMS`` most distinctive terms, heaviest first,
    as long as their postings fit in ``POSTINGS_BUDGET`` entries, summed by idf (plus the query's
    classification codes) over the slots they touch only; the best ``RESCORE_DEPTH`` slots by that
-   estimate become candidates. No step of a query walks every slot, so its cost follows the
-   budget, not the size of the index;
+   estimate become candidates. No step of a query walks every slot (one bit per slot is read, 64
+   at a time), so its cost follows the budget, not the size of the index;
 2. exact rescoring of the candidates with every component of services/matcher/scoring.py, vectorised;
 3. the top ``limit`` leave as (slot, score, components).
+
+The loops over postings entries and signature rows are compiled (services/matcher/kernels.py) and
+add in the order the numpy they replace did: the scores are the same to the last bit.
 
 An index with at most ``RESCORE_DEPTH`` live profiles skips step 1 and scores every profile: exact.
 ``exact=True`` does the same at any size (the brute-force baseline of bench/matcher_scale.py).
@@ -29,11 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from . import scoring
+from . import kernels, scoring
 
 # Measured on bench/quality: 96 terms rank exactly as 128 or 256 (64: -0.004 nDCG@10, 48: -0.013),
 # and at 1M seeds the signatures and postings stay near 1 GB.
-MAX_DOC_TERMS = 96
+MAX_DOC_TERMS = 96  # at most 128: kernels.text_similarity adds a row as numpy does up to 128
 QUERY_TERMS = 48
 RESCORE_DEPTH = 300
 PREFILTER_DEPTH = 3000  # by the text estimate alone, before fields, codes, form and stage join it
@@ -45,7 +48,7 @@ SMALL_VOCABULARY = 20_000  # terms: below this, idf is exact after every change
 # the lowest idf; exact rescoring still counts them).
 MAX_POSTING_SHARE = 0.05
 # Postings entries one query sums at most: the query's terms are taken heaviest first and a list
-# that no longer fits is skipped. The fast path's cost follows it (about 15-20 ns an entry here),
+# that no longer fits is skipped. The fast path's cost follows it (about 4 ns an entry here, compiled),
 # and at 1M seeds a query's lists hold millions of entries. Measured at 100k synthetic seeds (a
 # query's lists hold about 40k entries there), recall@20 against exact scoring over 80 needs:
 # 0.9938 with 60k or 40k, 0.9906 with 20k, 0.9775 with 10k.
@@ -171,9 +174,15 @@ class KindIndex:
         self.updated_day = np.zeros(c, dtype=np.int32)
         self.expires_day = np.zeros(c, dtype=np.int32)
         self.norm = np.ones(c, dtype=np.float32)  # of the signature's tf × idf when it arrived
+        self._new_scratch(c)
 
     _COLUMNS = ("term_ids", "tf", "alive", "fields", "groups", "subclasses", "forms", "stage", "prefecture",
                 "block", "size", "updated_day", "expires_day", "norm")
+
+    def _new_scratch(self, capacity: int) -> None:
+        # The fast path's per-slot sums and a bit per slot touched: zero between queries.
+        self.slot_sums = np.zeros(capacity, dtype=np.float64)
+        self.slot_touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -181,6 +190,7 @@ class KindIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays and postings (not the id strings or dict overhead)."""
         columns = sum(getattr(self, name).nbytes for name in self._COLUMNS)
+        columns += self.slot_sums.nbytes + self.slot_touched.nbytes
         postings = sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.postings.values())
         postings += sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.code_postings.values())
         return columns + postings
@@ -255,6 +265,7 @@ class KindIndex:
         for name in self._COLUMNS:
             setattr(self, name, _grown(getattr(self, name), capacity))
         self.capacity = capacity
+        self._new_scratch(capacity)
 
     def compact(self) -> None:
         """Drop dead slots: renumber the live ones and rebuild the postings."""
@@ -296,29 +307,22 @@ class KindIndex:
             return np.flatnonzero(self.alive[:used])
         weights = query.tf * idf[query.term_ids]
         order = np.argsort(-weights)[:QUERY_TERMS]
-        lists, list_weights = self._query_postings(query, weights, order, idf)
+        lists, lengths, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit, accumulated = self._sum_by_slot(lists, list_weights)
-        text = (accumulated / (self.norm[hit] * max(float(np.sqrt(weights @ weights)), 1e-6))).astype(np.float32)
+        hit, text = kernels.text_estimates(
+            np.frombuffer(b"".join(lists), dtype=np.int32), np.array(lengths, dtype=np.int64),
+            np.array(list_weights, dtype=np.float64), self.slot_sums, self.slot_touched, self.norm,
+            max(float(np.sqrt(weights @ weights)), 1e-6),
+        )
         if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
             hit, text = hit[best], text[best]
-        classification = (
-            scoring.classification_overlap(
-                self.groups[hit], self.subclasses[hit],
-                np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
-            ) if query.groups or query.subclasses else np.zeros(len(hit), dtype=np.float32)
+        estimates = kernels.estimates(
+            hit, text, self.groups, self.subclasses, np.array(query.groups, dtype=np.int32),
+            np.array(query.subclasses, dtype=np.int32), self.fields, query.fields, self.forms, self.stage,
+            self.alive, query.forms, query.stage, query_is_need,
         )
-        fields = scoring.field_overlap(self.fields[hit], query.fields)
-        estimates = scoring.relevance(np.minimum(text, 1.0), classification, fields)
-        if query_is_need:
-            estimates *= scoring.form_credit(self.forms[hit], query.forms)
-            estimates *= scoring.stage_credit(self.stage[hit], query.stage)
-        else:
-            estimates *= scoring.form_credit(query.forms, self.forms[hit])
-            estimates *= scoring.stage_credit(query.stage, self.stage[hit])
-        estimates *= self.alive[hit]
         if len(hit) > RESCORE_DEPTH:
             best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
             hit, estimates = hit[best], estimates[best]
@@ -326,8 +330,8 @@ class KindIndex:
 
     def _query_postings(
         self, query: Signature, weights: Floats, order: npt.NDArray[np.intp], idf: Floats
-    ) -> tuple[list[npt.NDArray[np.int32]], list[float]]:
-        """The postings the fast path sums for ``query`` and each one's weight per entry.
+    ) -> tuple[list[array], list[int], list[float]]:
+        """The postings the fast path sums for ``query``, their lengths and each one's weight per entry.
 
         Terms heaviest first; a list longer than ``MAX_POSTING_SHARE`` of the index, or one that no
         longer fits in what is left of ``POSTINGS_BUDGET``, is skipped (shorter lists of lighter
@@ -339,68 +343,42 @@ class KindIndex:
         lengths[known] = self.posting_lengths[term_ids[known]]
         longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
         list_weights_of_terms = weights[order] * idf[term_ids]
-        lists: list[npt.NDArray[np.int32]] = []
+        lists: list[array] = []
+        list_lengths: list[int] = []
         list_weights: list[float] = []
         budget = POSTINGS_BUDGET
+        postings_of = self.postings
         for term_id, length, weight in zip(
             term_ids.tolist(), lengths.tolist(), list_weights_of_terms.tolist(), strict=True
         ):
             if 0 < length <= min(longest, budget):
-                lists.append(np.frombuffer(self.postings[term_id], dtype=np.int32))
+                lists.append(postings_of[term_id])
+                list_lengths.append(length)
                 list_weights.append(weight)
                 budget -= length
         for code in {*query.groups, *query.subclasses}:
             postings = self.code_postings.get(code)
             if postings is not None and len(postings) <= longest:
-                lists.append(np.frombuffer(postings, dtype=np.int32))
+                lists.append(postings)
+                list_lengths.append(len(postings))
                 list_weights.append(1e-6)  # a candidate even without a shared term
-        return lists, list_weights
-
-    def _sum_by_slot(
-        self, lists: list[npt.NDArray[np.int32]], list_weights: list[float]
-    ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.float64]]:
-        """The slots the postings ``lists`` hold (each once, ascending) and, per slot, the sum of the
-        weights of the lists holding it.
-
-        In time proportional to the entries, not to the slots, and without a random access per
-        entry: each entry becomes a key (slot, list number) and one sort (vectorised in numpy)
-        groups a slot's entries, in list order; the weights are then summed per run of one slot,
-        in the order a running sum over the lists would add them.
-        """
-        shift = max(1, (len(lists) - 1).bit_length())
-        key_type: type[np.signedinteger] = np.int32 if (self.capacity << shift) < 2**31 else np.int64
-        keys: npt.NDArray[np.signedinteger] = np.concatenate(lists, dtype=key_type)
-        keys <<= shift
-        keys |= np.repeat(np.arange(len(lists), dtype=key_type), [len(slots) for slots in lists])
-        if not len(keys):
-            return keys, np.zeros(0, dtype=np.float64)
-        keys.sort()
-        slots = keys >> shift
-        weights = np.take(np.asarray(list_weights, dtype=np.float64), keys & ((1 << shift) - 1))
-        first = np.empty(len(keys), dtype=bool)
-        first[0] = True
-        np.not_equal(slots[1:], slots[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        run_of_entry = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(starts, append=len(keys)))
-        sums = np.bincount(run_of_entry, weights=weights, minlength=len(starts)).astype(np.float64, copy=False)
-        return np.take(slots, starts), sums
+        return lists, list_lengths, list_weights
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
         """Exact scores of ``slots`` against ``query``, with every component (see scoring.py)."""
-        # np.take gathers the same values as fancy indexing, at half the cost on (slots, 96) rows.
-        rows = np.take(self.term_ids, slots, axis=0)
-        doc_weights = np.take(self.tf, slots, axis=0).astype(np.float32) * np.take(idf, rows)
         query_weights = query.tf * idf[query.term_ids]
         scratch = self.vocabulary.scratch
         scratch[query.term_ids] = query_weights
-        dot = (np.take(scratch, rows) * doc_weights).sum(axis=1)
+        text = kernels.text_similarity(
+            self.term_ids, self.tf, slots, idf, scratch, math.sqrt(float(query_weights @ query_weights))
+        )
         scratch[query.term_ids] = 0.0
-        norms = np.sqrt((doc_weights * doc_weights).sum(axis=1)) * math.sqrt(float(query_weights @ query_weights))
-        text = np.where(norms > 0, dot / np.maximum(norms, 1e-9), 0.0).astype(np.float32)
 
-        classification = scoring.classification_overlap(
-            self.groups[slots], self.subclasses[slots],
-            np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+        classification = (
+            scoring.classification_overlap(
+                self.groups[slots], self.subclasses[slots],
+                np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+            ) if query.groups or query.subclasses else np.zeros(len(slots), dtype=np.float32)
         )
         fields = scoring.field_overlap(self.fields[slots], query.fields)
         offered: npt.NDArray[np.integer] | int

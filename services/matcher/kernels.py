@@ -1,0 +1,384 @@
+"""The matcher's compiled loops (numba): what ten numpy passes did, in one pass over the entries.
+
+Each kernel adds in the order its numpy reference does (see the tests, which compare them bit for
+bit), so scores do not move in their last bits. Compiled on first call and cached on disk
+(``cache=True``) where the package's folder is writable; elsewhere (a read-only image) compiled
+once per process: ``warm_up`` does it before the first event (about a second, see README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from . import scoring
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _compiled(function: F) -> F:
+    """``numba.njit`` with the on-disk cache when a cache folder can be written, without it if not."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)  # type: ignore[return-value]
+    except RuntimeError:  # "cannot cache function ...: no locator available": a read-only install
+        return numba.njit(nogil=True)(function)  # type: ignore[return-value]
+
+
+@_compiled
+def _lowest_bit(bits: np.uint64) -> int:
+    """The index of the lowest set bit of ``bits`` (not 0): a binary search, numba has no ctz."""
+    index = 0
+    if bits & np.uint64(0xFFFFFFFF) == 0:
+        index += 32
+        bits >>= np.uint64(32)
+    if bits & np.uint64(0xFFFF) == 0:
+        index += 16
+        bits >>= np.uint64(16)
+    if bits & np.uint64(0xFF) == 0:
+        index += 8
+        bits >>= np.uint64(8)
+    if bits & np.uint64(0xF) == 0:
+        index += 4
+        bits >>= np.uint64(4)
+    if bits & np.uint64(0x3) == 0:
+        index += 2
+        bits >>= np.uint64(2)
+    if bits & np.uint64(0x1) == 0:
+        index += 1
+    return index
+
+
+@_compiled
+def _sum_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    position = 0
+    for number in range(len(lengths)):
+        weight = weights[number]
+        end = position + lengths[number]
+        for entry in range(position, end):
+            slot = entries[entry]
+            if slot < 0 or slot >= len(sums):  # numba does not check bounds: fail as numpy would
+                raise IndexError("postings entry beyond the slots")
+            sums[slot] += weight
+            touched[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
+        position = end
+    slots = np.empty(len(entries), dtype=np.int64)
+    slot_sums = np.empty(len(entries), dtype=np.float64)
+    hits = 0
+    # One word per 64 slots (16k words at 1M slots: microseconds), each set bit in slot order.
+    for word in range(len(touched)):
+        bits = touched[word]
+        if bits == 0:
+            continue
+        touched[word] = 0
+        while bits:
+            slot = (word << 6) + _lowest_bit(bits)
+            slots[hits] = slot
+            slot_sums[hits] = sums[slot]
+            sums[slot] = 0.0
+            hits += 1
+            bits &= bits - np.uint64(1)
+    return slots[:hits], slot_sums[:hits]
+
+
+def sum_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The slots the postings hold (each once, ascending) and per slot the sum of the weights of the
+    lists holding it, added list by list in list order (as a running sum over the lists would).
+
+    ``entries`` are the lists one after the other (``lengths`` entries each, ``weights[i]`` per
+    entry of list ``i``); ``sums`` (one float64 per slot) and ``touched`` (one bit per slot) are
+    scratch, all zero before and after: the time follows the entries, not the slots.
+    """
+    _check_postings(entries, lengths, weights, sums, touched)
+    return _sum_postings(entries, lengths, weights, sums, touched)
+
+
+@_compiled
+def _text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    slots, slot_sums = _sum_postings(entries, lengths, weights, sums, touched)
+    query_norm32 = np.float32(query_norm)
+    text = np.empty(len(slots), dtype=np.float32)
+    for i in range(len(slots)):
+        text[i] = np.float32(slot_sums[i] / np.float64(norm[slots[i]] * query_norm32))
+    return slots, text
+
+
+def text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """``sum_postings``, and each slot's sum over (its ``norm`` × ``query_norm``) as float32: the
+    fast path's text estimate, computed as numpy did (float32 product, float64 quotient, rounded)."""
+    _check_postings(entries, lengths, weights, sums, touched)
+    if len(norm) < len(sums):
+        raise IndexError("a norm per slot")
+    return _text_estimates(entries, lengths, weights, sums, touched, norm, query_norm)
+
+
+def _check_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64],
+) -> None:
+    """What the kernel's loops assume and numba does not check."""
+    if len(lengths) != len(weights) or int(lengths.sum()) != len(entries) or len(touched) * 64 < len(sums):
+        raise ValueError("postings: lengths, weights and entries disagree")
+
+
+@_compiled
+def _bit_count(bits: int) -> int:
+    count = 0
+    while bits:
+        bits &= bits - 1
+        count += 1
+    return count
+
+
+@_compiled
+def _estimates(
+    slots: npt.NDArray[np.int64], text: npt.NDArray[np.float32], groups: npt.NDArray[np.int32],
+    subclasses: npt.NDArray[np.int32], query_groups: npt.NDArray[np.int32], query_subclasses: npt.NDArray[np.int32],
+    fields: npt.NDArray[np.uint32], query_fields: int,
+    forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16], alive: npt.NDArray[np.bool_],
+    query_forms: int, query_stage: int, query_is_need: bool, relevance_weights: npt.NDArray[np.float32],
+    subclass_credit: float, form_credit: npt.NDArray[np.float32], stage_credit: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], int]:
+    text_weight, classification_weight, field_weight = relevance_weights[0], relevance_weights[1], relevance_weights[2]
+    query_field_count = _bit_count(query_fields)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    estimates = np.empty(len(slots), dtype=np.float32)
+    with_codes = len(query_groups) + len(query_subclasses) > 0
+    # The slots are scattered and their columns cold: read them in a tight loop first (many reads in
+    # flight at once), not one by one behind the branches below.
+    touched = 0
+    for i in range(len(slots)):
+        slot = slots[i]
+        if slot < 0 or slot >= len(fields):
+            raise IndexError("slot beyond the index")
+        touched += fields[slot] + forms[slot] + stage[slot] + alive[slot]
+        if with_codes:
+            touched += groups[slot, 0] + subclasses[slot, 0]
+    for i in range(len(slots)):
+        slot = slots[i]
+        group_hit, subclass_hit = False, False
+        for column in range(groups.shape[1] if with_codes else 0):
+            group, subclass = groups[slot, column], subclasses[slot, column]
+            if group > 0:
+                for query_group in query_groups:
+                    group_hit |= group == query_group
+            if subclass > 0:
+                for query_subclass in query_subclasses:
+                    subclass_hit |= subclass == query_subclass
+        classification = one if group_hit else (np.float32(subclass_credit) if subclass_hit else zero)
+        shared = np.float32(_bit_count(int(fields[slot]) & query_fields))
+        total = np.float32(_bit_count(int(fields[slot])) + query_field_count)
+        field = (np.float32(2.0) * shared) / max(total, one) if total > 0 else zero
+        estimate = text_weight * min(text[i], one) + classification_weight * classification + field_weight * field
+        if query_is_need:
+            estimate *= form_credit[forms[slot], query_forms]
+            estimate *= stage_credit[stage[slot], query_stage]
+        else:
+            estimate *= form_credit[query_forms, forms[slot]]
+            estimate *= stage_credit[query_stage, stage[slot]]
+        estimates[i] = estimate * (one if alive[slot] else zero)
+    return estimates, touched
+
+
+def estimates(
+    slots: npt.NDArray[np.int64], text: npt.NDArray[np.float32], groups: npt.NDArray[np.int32],
+    subclasses: npt.NDArray[np.int32], query_groups: npt.NDArray[np.int32], query_subclasses: npt.NDArray[np.int32],
+    fields: npt.NDArray[np.uint32], query_fields: int, forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16],
+    alive: npt.NDArray[np.bool_], query_forms: int, query_stage: int, query_is_need: bool,
+) -> npt.NDArray[np.float32]:
+    """The fast path's estimate of each slot (``text`` its text estimate): the exact score's
+    relevance (classification and fields overlaps of scoring.py) × form × stage, 0 for a dead slot;
+    the same float32 operations in the same order as scoring.py's numpy functions."""
+    if not len(groups) == len(subclasses) == len(fields) == len(forms) == len(stage) == len(alive):
+        raise ValueError("estimates: one row per slot in every column")
+    slot_estimates, _ = _estimates(
+        slots, text, groups, subclasses, query_groups, query_subclasses, fields, query_fields, forms, stage, alive,
+        query_forms, query_stage, query_is_need, _RELEVANCE_WEIGHTS, scoring.SAME_SUBCLASS_CREDIT,
+        scoring.FORM_CREDIT, scoring.STAGE_CREDIT,
+    )
+    return slot_estimates
+
+
+# Passed to the kernels, not read by them as globals: numba's cache would keep old values of another module.
+_RELEVANCE_WEIGHTS = np.array(
+    [scoring.TEXT_WEIGHT, scoring.CLASSIFICATION_WEIGHT, scoring.FIELD_WEIGHT], dtype=np.float32
+)
+
+
+# float16 -> float32 of every bit pattern: exact, and numba reads float16 arrays as their bits.
+HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+@_compiled
+def _row_sum(values: npt.NDArray[np.float32]) -> np.float32:
+    """numpy's pairwise sum of up to 128 float32 (what ``.sum(axis=1)`` does per row): eight running
+    sums, joined pairwise, then the rest one by one."""
+    n = len(values)
+    if n < 8:
+        total = np.float32(0.0)
+        for i in range(n):
+            total += values[i]
+        return total
+    r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
+    r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
+    i = 8
+    while i < n - n % 8:
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += values[i]
+        i += 1
+    return total
+
+
+@_compiled
+def _text_similarity(
+    term_ids: npt.NDArray[np.int32], tf_bits: npt.NDArray[np.uint16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], half_to_float: npt.NDArray[np.float32],
+    query_norm: float,
+) -> tuple[npt.NDArray[np.float32], int]:
+    width = term_ids.shape[1]
+    products = np.empty(width, dtype=np.float32)
+    squares = np.empty(width, dtype=np.float32)
+    text = np.empty(len(slots), dtype=np.float32)
+    query_norm32 = np.float32(query_norm)
+    smallest = np.float32(1e-9)
+    # The rows are scattered and cold: read one value per cache line of every row first, in a loop
+    # short enough for the processor to have many of those reads in flight at once.
+    touched = 0
+    for row in range(len(slots)):
+        slot = slots[row]
+        if slot < 0 or slot >= term_ids.shape[0]:
+            raise IndexError("slot beyond the index")
+        for column in range(0, width, 16):
+            touched += term_ids[slot, column]
+        for column in range(0, width, 32):
+            touched += tf_bits[slot, column]
+    for row in range(len(slots)):
+        slot = slots[row]
+        for column in range(width):
+            term_id = term_ids[slot, column]
+            if term_id < 0 or term_id >= len(idf):
+                raise IndexError("term id beyond the vocabulary")
+            weight = half_to_float[tf_bits[slot, column]] * idf[term_id]
+            products[column] = query_weights[term_id] * weight
+            squares[column] = weight * weight
+        dot = _row_sum(products)
+        norm = np.float32(np.sqrt(_row_sum(squares))) * query_norm32
+        text[row] = dot / max(norm, smallest) if norm > 0 else np.float32(0.0)
+    return text, touched
+
+
+def text_similarity(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], query_norm: float,
+) -> npt.NDArray[np.float32]:
+    """Cosine of each slot's signature (``tf`` × ``idf`` of its ``term_ids`` row) with the query's:
+    ``query_weights`` holds the query's weight at each of its term ids (0 elsewhere), ``query_norm``
+    its length. In float32 and in numpy's order of additions (``.sum(axis=1)``), as the numpy it
+    replaces computed it; no (slots × terms) temporaries.
+    """
+    _check_rows(term_ids, tf, idf, query_weights)
+    text, _ = _text_similarity(term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, query_norm)
+    return text
+
+
+@_compiled
+def _shared_terms(
+    term_ids: npt.NDArray[np.int32], tf_bits: npt.NDArray[np.uint16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], half_to_float: npt.NDArray[np.float32],
+    pool: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    width = term_ids.shape[1]
+    counts = np.zeros(len(slots), dtype=np.int64)
+    shared_ids = np.zeros((len(slots), width), dtype=np.int32)
+    shared_weights = np.zeros((len(slots), width), dtype=np.float64)
+    for row in range(len(slots)):
+        slot = slots[row]
+        if slot < 0 or slot >= term_ids.shape[0]:
+            raise IndexError("slot beyond the index")
+        count = 0
+        for column in range(width):
+            term_id = term_ids[slot, column]
+            if term_id < 0 or term_id >= len(idf):
+                raise IndexError("term id beyond the vocabulary")
+            if query_weights[term_id] == 0:
+                continue
+            weight = (np.float64(query_weights[term_id]) * np.float64(half_to_float[tf_bits[slot, column]])
+                      * np.float64(idf[term_id]))
+            # insertion in order: heaviest first, among equal weights the larger term id first
+            position = count
+            while position > 0 and (
+                shared_weights[row, position - 1] < weight
+                or (shared_weights[row, position - 1] == weight and shared_ids[row, position - 1] < term_id)
+            ):
+                shared_weights[row, position] = shared_weights[row, position - 1]
+                shared_ids[row, position] = shared_ids[row, position - 1]
+                position -= 1
+            shared_weights[row, position] = weight
+            shared_ids[row, position] = term_id
+            count += 1
+        counts[row] = min(count, pool)
+    return counts, shared_ids[:, :pool].copy(), shared_weights[:, :pool].copy()
+
+
+def shared_terms(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], pool: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    """Per slot, the terms of its signature the query holds (``query_weights`` not 0), the heaviest
+    first by query weight × tf × idf in float64 (among equal weights the larger term id first):
+    how many (at most ``pool``), their ids and their weights, one row of ``pool`` per slot."""
+    _check_rows(term_ids, tf, idf, query_weights)
+    return _shared_terms(term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, pool)
+
+
+def _check_rows(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], idf: npt.NDArray[np.float32],
+    query_weights: npt.NDArray[np.float32],
+) -> None:
+    if term_ids.shape != tf.shape or len(query_weights) < len(idf):
+        raise ValueError("signature rows: term ids, tf and weights disagree")
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel, so that no event pays for it."""
+    sums = np.zeros(130, dtype=np.float64)
+    touched = np.zeros(3, dtype=np.uint64)
+    # read-only, as np.frombuffer gives them to the fast path (another type for numba)
+    entries = np.frombuffer(np.array([3, 129, 3], dtype=np.int32).tobytes(), dtype=np.int32)
+    lengths = np.array([2, 1], dtype=np.int64)
+    weights = np.array([0.5, 0.25], dtype=np.float64)
+    slots, text = text_estimates(entries, lengths, weights, sums, touched, np.ones(130, dtype=np.float32), 1.0)
+    codes = np.ones((130, 6), dtype=np.int32)
+    estimates(slots, text, codes, codes, codes[0], codes[0], np.ones(130, dtype=np.uint32), 1,
+              np.ones(130, dtype=np.uint8), np.ones(130, dtype=np.int16), np.ones(130, dtype=np.bool_), 1, 1, True)
+    term_ids = np.ones((2, 3), dtype=np.int32)
+    ones = np.ones(2, dtype=np.float32)
+    text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0)
+    shared_terms(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 16)

@@ -1,0 +1,270 @@
+"""The compiled kernels against plain Python and numpy: the same values, bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from services.matcher import kernels, scoring
+from services.matcher.index import KindIndex, Signature, Vocabulary
+
+
+def numpy_sums_by_slot(
+    lists: list[npt.NDArray[np.int32]], weights: list[float]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The fast path's sums as numpy made them before the kernel: one sort of (slot, list) keys,
+    then ``np.bincount`` per run of one slot."""
+    shift = max(1, (len(lists) - 1).bit_length())
+    keys = np.concatenate(lists).astype(np.int64) << shift
+    keys |= np.repeat(np.arange(len(lists), dtype=np.int64), [len(slots) for slots in lists])
+    if not len(keys):
+        return keys, np.zeros(0, dtype=np.float64)
+    keys.sort()
+    slots = keys >> shift
+    entry_weights = np.take(np.asarray(weights, dtype=np.float64), keys & ((1 << shift) - 1))
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(slots[1:], slots[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    run_of_entry = np.repeat(np.arange(len(starts)), np.diff(starts, append=len(keys)))
+    return slots[starts], np.bincount(run_of_entry, weights=entry_weights, minlength=len(starts))
+
+
+def summed(
+    lists: list[npt.NDArray[np.int32]], weights: list[float], sums: npt.NDArray[np.float64],
+    touched: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    entries = np.concatenate([np.zeros(0, dtype=np.int32), *lists])
+    lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+    return kernels.sum_postings(entries, lengths, np.array(weights, dtype=np.float64), sums, touched)
+
+
+def test_postings_sums_are_a_running_sum_over_the_lists_in_list_order() -> None:
+    rng = np.random.default_rng(3)
+    capacity = 5000
+    sums = np.zeros(capacity, dtype=np.float64)
+    touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
+    for round_number in range(60):
+        size = 64 if round_number % 2 else capacity  # dense and sparse
+        lists = [
+            np.sort(rng.choice(size, rng.integers(0, min(size, 400)), replace=False)).astype(np.int32)
+            for _ in range(rng.integers(1, 60))
+        ]
+        # weights of very different sizes: adding them in another order would change the last bits
+        weights = (rng.random(len(lists)) * 10.0 ** rng.integers(-6, 3, len(lists))).tolist()
+        slots, slot_sums = summed(lists, weights, sums, touched)
+        expected: dict[int, float] = {}
+        for postings, weight in zip(lists, weights, strict=True):
+            for slot in postings.tolist():
+                expected[slot] = expected.get(slot, 0.0) + weight
+        assert slots.tolist() == sorted(expected)  # each slot once, ascending
+        assert slot_sums.tolist() == [expected[slot] for slot in sorted(expected)]  # the same additions
+        reference_slots, reference_sums = numpy_sums_by_slot(lists, weights)
+        assert np.array_equal(slots, reference_slots)
+        assert slot_sums.tobytes() == reference_sums.tobytes()
+        assert not sums.any() and not touched.any()  # the scratch is left zero for the next query
+
+
+def test_postings_sums_of_no_entries_are_empty() -> None:
+    sums = np.zeros(64, dtype=np.float64)
+    touched = np.zeros(2, dtype=np.uint64)
+    slots, slot_sums = summed([np.zeros(0, dtype=np.int32)], [1.0], sums, touched)
+    assert len(slots) == len(slot_sums) == 0
+
+
+def test_postings_sums_reach_the_last_slot_of_every_word() -> None:
+    sums = np.zeros(200, dtype=np.float64)
+    touched = np.zeros(200 // 64 + 1, dtype=np.uint64)
+    edges = np.array([0, 63, 64, 127, 128, 191, 199], dtype=np.int32)
+    slots, slot_sums = summed([edges, edges[::2].copy()], [0.5, 0.25], sums, touched)
+    assert slots.tolist() == edges.tolist()
+    assert slot_sums.tolist() == [0.75, 0.5, 0.75, 0.5, 0.75, 0.5, 0.75]
+
+
+def numpy_text_similarity(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], query_norm: float,
+) -> npt.NDArray[np.float32]:
+    """The text component as numpy computed it before the kernel (KindIndex.score)."""
+    rows = np.take(term_ids, slots, axis=0)
+    doc_weights = np.take(tf, slots, axis=0).astype(np.float32) * np.take(idf, rows)
+    dot = (np.take(query_weights, rows) * doc_weights).sum(axis=1)
+    norms = np.sqrt((doc_weights * doc_weights).sum(axis=1)) * query_norm
+    return np.where(norms > 0, dot / np.maximum(norms, 1e-9), 0.0).astype(np.float32)
+
+
+def test_text_similarity_is_numpys_float32_cosine_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    vocabulary = 3000
+    for width in (96, 5, 8, 13, 128):  # the signature width, and the other paths of numpy's pairwise sum
+        term_ids = rng.integers(0, vocabulary, (400, width)).astype(np.int32)
+        term_ids[rng.random(term_ids.shape) < 0.2] = 0  # padding
+        tf = (1 + rng.random((400, width)) * 4).astype(np.float16)
+        idf = (rng.random(vocabulary) * 9).astype(np.float32)
+        idf[0] = 0.0
+        term_ids[7] = 0  # a row of padding only: norm 0
+        query_weights = np.zeros(vocabulary, dtype=np.float32)
+        query_terms = rng.choice(vocabulary, 60, replace=False)
+        query_weights[query_terms] = (rng.random(60) * 20).astype(np.float32)
+        query_weights[0] = 0.0
+        query_norm = float(np.sqrt(query_weights @ query_weights))
+        slots = rng.permutation(400)[:300].astype(np.int64)
+        text = kernels.text_similarity(term_ids, tf, slots, idf, query_weights, query_norm)
+        expected = numpy_text_similarity(term_ids, tf, slots, idf, query_weights, query_norm)
+        assert text.dtype == np.float32
+        assert text.tobytes() == expected.tobytes()
+
+
+def test_text_estimates_divide_the_sums_as_numpy_did() -> None:
+    rng = np.random.default_rng(11)
+    capacity = 3000
+    sums = np.zeros(capacity, dtype=np.float64)
+    touched = np.zeros(capacity // 64 + 1, dtype=np.uint64)
+    norm = (0.001 + rng.random(capacity) * 30).astype(np.float32)
+    for _ in range(20):
+        lists = [np.sort(rng.choice(capacity, rng.integers(1, 500), replace=False)).astype(np.int32)
+                 for _ in range(rng.integers(1, 40))]
+        weights = (rng.random(len(lists)) * 50).tolist()
+        query_norm = float(rng.random() * 40)
+        entries = np.concatenate(lists)
+        lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+        slots, text = kernels.text_estimates(entries, lengths, np.array(weights), sums, touched, norm, query_norm)
+        reference_slots, reference_sums = numpy_sums_by_slot(lists, weights)
+        assert np.array_equal(slots, reference_slots)
+        assert text.tobytes() == (reference_sums / (norm[reference_slots] * query_norm)).astype(np.float32).tobytes()
+
+
+def numpy_estimates(
+    index: KindIndex, hit: npt.NDArray[np.int64], text: npt.NDArray[np.float32], query: Signature, query_is_need: bool
+) -> npt.NDArray[np.float32]:
+    """The fast path's estimate as numpy computed it before the kernel (KindIndex.candidates)."""
+    classification = (
+        scoring.classification_overlap(
+            index.groups[hit], index.subclasses[hit],
+            np.array(query.groups, dtype=np.int32), np.array(query.subclasses, dtype=np.int32),
+        ) if query.groups or query.subclasses else np.zeros(len(hit), dtype=np.float32)
+    )
+    fields = scoring.field_overlap(index.fields[hit], query.fields)
+    estimates = scoring.relevance(np.minimum(text, 1.0), classification, fields)
+    if query_is_need:
+        estimates *= scoring.form_credit(index.forms[hit], query.forms)
+        estimates *= scoring.stage_credit(index.stage[hit], query.stage)
+    else:
+        estimates *= scoring.form_credit(query.forms, index.forms[hit])
+        estimates *= scoring.stage_credit(query.stage, index.stage[hit])
+    estimates *= index.alive[hit]
+    return estimates
+
+
+def test_estimates_are_the_numpy_relevance_form_and_stage_bit_for_bit() -> None:
+    rng = np.random.default_rng(13)
+    size = 2000
+    index = KindIndex(Vocabulary(), capacity=size)
+    index.groups[:] = rng.integers(0, 12, index.groups.shape) * (rng.random(index.groups.shape) < 0.4)
+    index.subclasses[:] = rng.integers(0, 8, index.subclasses.shape) * (rng.random(index.subclasses.shape) < 0.4)
+    index.fields[:] = rng.integers(0, 1 << 12, size)
+    index.forms[:] = rng.integers(0, len(scoring.FORM_CREDIT), size)
+    index.stage[:] = rng.integers(0, 10, size)
+    index.alive[:] = rng.random(size) < 0.9
+    for round_number in range(40):
+        query_is_need = round_number % 2 == 0
+        stage = int(rng.integers(0, 121)) if query_is_need else int(rng.integers(0, 10))
+        if not query_is_need:
+            index.stage[:] = rng.integers(0, 121, size)
+        else:
+            index.stage[:] = rng.integers(0, 10, size)
+        query = Signature(
+            term_ids=np.zeros(0, dtype=np.int32), tf=np.zeros(0, dtype=np.float32),
+            fields=int(rng.integers(0, 1 << 12)) if round_number % 5 else 0,
+            groups=rng.choice(np.arange(1, 12), rng.integers(0, 3), replace=False).tolist(),
+            subclasses=rng.choice(np.arange(1, 8), rng.integers(0, 3), replace=False).tolist(),
+            forms=int(rng.integers(0, len(scoring.FORM_CREDIT))), stage=stage, prefecture=0, block=0, size=0,
+            updated_day=0, expires_day=0,
+        )
+        hit = rng.permutation(size)[:700].astype(np.int64)
+        text = (rng.random(700) * 1.2).astype(np.float32)  # above 1 too: the estimate caps it
+        got = kernels.estimates(
+            hit, text, index.groups, index.subclasses, np.array(query.groups, dtype=np.int32),
+            np.array(query.subclasses, dtype=np.int32), index.fields, query.fields, index.forms, index.stage,
+            index.alive, query.forms, query.stage, query_is_need,
+        )
+        assert got.tobytes() == numpy_estimates(index, hit, text, query, query_is_need).tobytes()
+
+
+def numpy_shared_terms(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], pool: int,
+) -> list[list[tuple[int, float]]]:
+    """The explanation's shared terms as numpy and Python chose them before the kernel."""
+    rows = term_ids[slots]
+    row_of, column = np.nonzero(query_weights[rows])
+    ids = rows[row_of, column]
+    weights = (
+        query_weights[ids].astype(np.float64) * tf[slots[row_of], column].astype(np.float64)
+        * idf[ids].astype(np.float64)
+    )
+    order = np.lexsort((-ids, -weights, row_of))
+    shared: list[list[tuple[int, float]]] = [[] for _ in range(len(slots))]
+    for row, term_id, weight in zip(row_of[order].tolist(), ids[order].tolist(), weights[order].tolist(), strict=True):
+        if len(shared[row]) < pool:
+            shared[row].append((term_id, weight))
+    return shared
+
+
+def test_shared_terms_are_the_heaviest_first_as_numpy_chose_them() -> None:
+    rng = np.random.default_rng(17)
+    vocabulary = 400
+    term_ids = np.array([rng.permutation(np.arange(1, vocabulary))[:96] for _ in range(300)], dtype=np.int32)
+    term_ids[:, 80:] = 0  # padding
+    tf = rng.choice(np.array([1.0, 1.5, 2.0, 2.5], dtype=np.float16), term_ids.shape)  # many equal weights
+    idf = rng.choice(np.array([0.5, 1.0, 2.0], dtype=np.float32), vocabulary)
+    idf[0] = 0.0
+    for pool in (16, 3, 96):
+        query_weights = np.zeros(vocabulary, dtype=np.float32)
+        query_weights[rng.choice(np.arange(1, vocabulary), 150, replace=False)] = rng.choice(
+            np.array([1.0, 2.0, 3.0], dtype=np.float32), 150)
+        slots = rng.permutation(300)[:40].astype(np.int64)
+        counts, ids, weights = kernels.shared_terms(term_ids, tf, slots, idf, query_weights, pool)
+        got = [list(zip(ids[row, :count].tolist(), weights[row, :count].tolist(), strict=True))
+               for row, count in enumerate(counts.tolist())]
+        assert got == numpy_shared_terms(term_ids, tf, slots, idf, query_weights, pool)
+
+
+def test_kernels_refuse_what_numpy_would_refuse_instead_of_reading_past_an_array() -> None:
+    sums = np.zeros(64, dtype=np.float64)
+    touched = np.zeros(2, dtype=np.uint64)
+    with pytest.raises(IndexError):
+        summed([np.array([3, 64], dtype=np.int32)], [1.0], sums, touched)
+    with pytest.raises(ValueError):
+        kernels.sum_postings(np.array([3], dtype=np.int32), np.array([2], dtype=np.int64), np.array([1.0]), sums,
+                             touched)
+    term_ids = np.array([[1, 2], [3, 9]], dtype=np.int32)
+    tf = np.ones((2, 2), dtype=np.float16)
+    idf = np.ones(5, dtype=np.float32)
+    with pytest.raises(IndexError):  # term 9 has no idf
+        kernels.text_similarity(term_ids, tf, np.array([1], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 1.0)
+    with pytest.raises(IndexError):  # no slot 2
+        kernels.shared_terms(term_ids, tf, np.array([2], dtype=np.int64), idf, np.ones(10, dtype=np.float32), 16)
+
+
+def test_kernels_are_compiled_without_a_disk_cache_where_none_can_be_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_njit = numba.njit
+    asked: list[dict[str, bool]] = []
+
+    def njit(**options: bool) -> Any:
+        asked.append(options)
+        if options.get("cache"):  # what numba raises for a read-only package folder
+            raise RuntimeError("cannot cache function 'add_one': no locator available for file 'kernels.py'")
+        return real_njit(**options)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit)
+
+    def add_one(value: int) -> int:
+        return value + 1
+
+    assert kernels._compiled(add_one)(1) == 2
+    assert asked == [{"cache": True, "nogil": True}, {"nogil": True}]
