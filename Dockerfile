@@ -11,6 +11,9 @@ COPY shared ./shared
 COPY services ./services
 COPY matchnet ./matchnet
 RUN /opt/matchnet/bin/pip install .
+# The matcher's compiled kernels (numba), compiled now into the package's cache: the running image's
+# root filesystem is read-only, and without a cache each start would compile them again (about 3 s).
+RUN /opt/matchnet/bin/python -c "from services.matcher import kernels; kernels.warm_up()"
 
 # ---- run: the virtual environment only, as an unprivileged user -------------------------------
 FROM python:3.11-slim
