@@ -40,12 +40,18 @@ SEED_TOPICS = [
 ]
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+def _since(now: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return now[0] - before[0], now[1] - before[1]
+
+
+def cpu_split(pid: int | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far (Linux /proc): system is the kernel's share,
+    the sockets, wake-ups and context switches."""
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -237,12 +243,12 @@ def main() -> None:
             print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
                   f"({'PostgreSQL' if args.postgres else 'SQLite'}, embedded broker)", flush=True)
             processes = ["broker", "seeds", "needs", "matcher", "notifications"]
-            cpu_before = {name: cpu_seconds(net.pid_of(name)) for name in processes}
+            cpu_before = {name: cpu_split(net.pid_of(name)) for name in processes}
             errors = asyncio.run(run_load(net, args.rate, args.duration, sent))
             deadline = time.perf_counter() + 15
             while time.perf_counter() < deadline and not sent.keys() <= arrivals.keys():
                 time.sleep(0.05)
-            cpu_used = {name: cpu_seconds(net.pid_of(name)) - cpu_before[name] for name in processes}
+            cpu_used = {name: _since(cpu_split(net.pid_of(name)), cpu_before[name]) for name in processes}
         finally:
             net.stop()
             receiver.stop()
@@ -255,8 +261,10 @@ def main() -> None:
         print("no webhook arrived")
         sys.exit(1)
     print(f"needs posted: {len(sent)}  POST errors: {errors}  webhooks missing: {missing}")
-    per_need = "  ".join(f"{name} {1000 * used / max(len(sent), 1):.1f}" for name, used in cpu_used.items())
+    per_need = "  ".join(f"{name} {1000 * sum(used) / max(len(sent), 1):.1f}" for name, used in cpu_used.items())
     print(f"CPU ms per need (idle polling included): {per_need}")
+    kernel = "  ".join(f"{name} {100 * used[1] / max(sum(used), 1e-9):.0f}%" for name, used in cpu_used.items())
+    print(f"of which in the kernel (system time): {kernel}")
     print(
         "POST → webhook latency ms: "
         f"p50 {percentile(latencies, 0.50):.1f}  p90 {percentile(latencies, 0.90):.1f}  "
