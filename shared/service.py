@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -38,6 +39,7 @@ from shared.errors import (
     problem_response,
 )
 from shared.events import Topic
+from shared.housekeeping import keep_tables_trim
 from shared.idempotency import IdempotencyRecord
 from shared.inbox import INBOX_TABLES
 from shared.kafka import BeforeApply, EventConsumer, EventHandler, EventPublisher, ensure_topics
@@ -156,6 +158,9 @@ def create_service_app(
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{_CONSUMER_TASK_PREFIX}{sub.group_id}"))
         for task_factory in background:
             runtime.tasks.append(asyncio.create_task(task_factory(runtime), name=f"{name}-{task_factory.__name__}"))
+        runtime.tasks.append(asyncio.create_task(keep_tables_trim(
+            db, name, timedelta(seconds=settings.outbox_retention_s), timedelta(seconds=settings.inbox_retention_s),
+        ), name=f"{name}-housekeeping"))
         watch_outbox(db, name)
         loop = asyncio.get_running_loop()
 

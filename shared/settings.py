@@ -74,6 +74,10 @@ class ServiceSettings(BaseSettings):
     # Writes every finished span as one JSON line to this file (tests, local debugging).
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
+    # Housekeeping (shared/housekeeping.py), hourly: published outbox rows are kept this long, and
+    # the inbox's processed event ids this long (longer than any topic keeps an event: 30 days).
+    outbox_retention_s: float = Field(7 * 86_400.0, gt=0, validation_alias=_common("outbox_retention_s"))
+    inbox_retention_s: float = Field(35 * 86_400.0, gt=0, validation_alias=_common("inbox_retention_s"))
     # On SIGTERM /readyz fails at once; the server stops this much later (load balancers notice first).
     shutdown_delay_s: float = Field(0.0, ge=0, validation_alias=_common("shutdown_delay_s"))
     # Stopping consumers, finishing requests and flushing the outbox must end within this.

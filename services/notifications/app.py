@@ -8,6 +8,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlmodel import col, delete
 
 from shared.db import Database
@@ -27,11 +28,13 @@ from .delivery import DeliveryWorker
 from .digest import record_due_digests
 from .domain import now_utc
 from .events import CONSUMER_GROUP, pairings_handler
-from .models import NotificationEvent
+from .models import Delivery, DeliveryAttempt, NotificationEvent
 from .settings import NotificationsSettings
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 3600.0
+_DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+_ATTEMPT = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 
 
 def purge_event_log(db: Database, retention: timedelta) -> int:
@@ -41,6 +44,26 @@ def purge_event_log(db: Database, retention: timedelta) -> int:
             delete(NotificationEvent).where(col(NotificationEvent.received_at) < now_utc() - retention)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_delivery_log(db: Database, retention: timedelta, batch: int = 1_000) -> int:
+    """Forget deliveries finished more than ``retention`` ago, with their attempts; returns how many.
+
+    A pending delivery is never finished, so never forgotten. Batches of short transactions.
+    """
+    cutoff = now_utc() - retention
+    deleted = 0
+    while True:
+        with db.session() as session:
+            ids = list(session.execute(
+                select(_DELIVERY.c.id).where(_DELIVERY.c.finished_at < cutoff).limit(batch)
+            ).scalars())
+            if ids:
+                session.execute(delete(_ATTEMPT).where(_ATTEMPT.c.delivery_id.in_(ids)))
+                session.execute(delete(_DELIVERY).where(_DELIVERY.c.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < batch:
+            return deleted
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -66,13 +89,18 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
     async def purge_old_events(runtime: Runtime) -> None:
         retention = timedelta(seconds=settings.event_log_retention_s)
+        delivery_retention = timedelta(seconds=settings.delivery_log_retention_s)
         while True:
             try:
                 purged = await asyncio.to_thread(purge_event_log, runtime.db, retention)
                 if purged:
                     log.info("event log: forgot %d events older than %s", purged, retention)
+                forgotten = await asyncio.to_thread(purge_delivery_log, runtime.db, delivery_retention)
+                if forgotten:
+                    log.info("delivery log: forgot %d deliveries finished more than %s ago",
+                             forgotten, delivery_retention)
             except Exception as error:
-                log.warning("event log: purge failed (%s)", error)
+                log.warning("event or delivery log: purge failed (%s)", error)
             await asyncio.sleep(PURGE_INTERVAL_S)
 
     def consumers(runtime: Runtime) -> list[EventSubscription]:

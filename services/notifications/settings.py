@@ -38,6 +38,8 @@ class NotificationsSettings(ServiceSettings):
     secret_rotation_overlap_s: float = Field(DAY_S, ge=0, le=7 * DAY_S)
     # The event log behind GET /v1/stream and replays; at least seven days are promised.
     event_log_retention_s: float = Field(8 * DAY_S, gt=0)
+    # A finished delivery (succeeded, failed, dead, cancelled) and its attempts are kept this long.
+    delivery_log_retention_s: float = Field(90 * DAY_S, gt=0)
     stream_keepalive_s: float = Field(15.0, gt=0)
     # Daily digests cover one calendar day in this zone and leave just after it ends.
     digest_time_zone: str = "Asia/Tokyo"
