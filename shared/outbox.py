@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -114,8 +114,13 @@ class OutboxRelay:
         batch_size: int = 200,
         initial_backoff_s: float = 0.1,
         max_backoff_s: float = 30.0,
+        settle_s: float = 2.0,
     ) -> None:
         self.db = db
+        # The idle safety-net poll leaves rows younger than this to the process that committed them
+        # (it was handed them and publishes them in a moment): with two replicas of a service on one
+        # database, their polls would otherwise publish each other's fresh rows a second time.
+        self.settle_s = settle_s
         self.send = send
         self.poll_interval_s = poll_interval_s
         self.batch_size = batch_size
@@ -125,6 +130,7 @@ class OutboxRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handed: list[PendingEvent] = []
         self._read_database = True  # at start the outbox may hold rows from before
+        self._settled_only = False  # the next database read skips rows younger than settle_s
         # Highest seq published: a handed row at or below it was published by a database read
         # (or, committed out of seq order on PostgreSQL, is left for the next one).
         self._high_water = 0
@@ -166,16 +172,17 @@ class OutboxRelay:
                         return
                     if self._read_database:
                         self._read_database = False
-                        if await self.publish_pending() >= self.batch_size:
+                        if await self.publish_pending(settled_only=self._settled_only) >= self.batch_size:
                             self._read_database = True  # more rows are waiting
                             continue
+                        self._settled_only = False
                     if self._handed:
                         await self._publish_handed()
                         continue
                     backoff = self.initial_backoff_s
                     await self._sleep(self.poll_interval_s)
                     if not self._wakeup.is_set():
-                        self._read_database = True  # the safety-net poll
+                        self._read_database = self._settled_only = True  # the safety-net poll
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # the broker is down or refused: keep the rows, retry
@@ -186,7 +193,7 @@ class OutboxRelay:
                         return
                     log.warning("outbox relay: publish failed (%s), retrying in %.1fs", error, backoff)
                     self._handed.clear()  # they are in the database, unpublished: read them from there
-                    self._read_database = True
+                    self._read_database, self._settled_only = True, False
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
         finally:
@@ -214,6 +221,10 @@ class OutboxRelay:
 
     async def _publish_handed(self) -> None:
         batch = sorted((p for p in self._handed if p.seq > self._high_water), key=lambda p: p.seq)
+        if len(batch) < len(self._handed):
+            # Committed after a higher number was published (PostgreSQL numbers rows at insert, not
+            # at commit): read them from the database at once, in order, fresh or not.
+            self._read_database, self._settled_only = True, False
         self._handed = []
         await self._publish_in_order(batch, mark_later=True)
 
@@ -233,13 +244,16 @@ class OutboxRelay:
                 continue
             self._unmarked.difference_update(seqs)
 
-    async def publish_pending(self) -> int:
+    async def publish_pending(self, settled_only: bool = False) -> int:
         """Publish one batch of unsent rows read from the database, in order; returns how many.
 
-        On a failure the rows published so far are marked, the failing row records the error, and
-        the exception propagates; later rows wait, so per-key order holds.
+        ``settled_only`` skips rows created less than ``settle_s`` ago (the idle poll's read). On a
+        failure the rows published so far are marked, the failing row records the error, and the
+        exception propagates; later rows wait, so per-key order holds.
         """
-        rows = [row for row in await asyncio.to_thread(self._load_pending) if row.seq not in self._unmarked]
+        created_before = datetime.now(UTC) - timedelta(seconds=self.settle_s) if settled_only else None
+        rows = [row for row in await asyncio.to_thread(self._load_pending, created_before)
+                if row.seq not in self._unmarked]
         published = await self._publish_in_order([PendingEvent.of_row(row) for row in rows])
         return len(published)
 
@@ -286,14 +300,12 @@ class OutboxRelay:
             await self.send(pending.topic, key, value, headers)
         _published.add(1, {"messaging.destination.name": pending.topic, "cloudevents.event_type": pending.event_type})
 
-    def _load_pending(self) -> list[OutboxEvent]:
+    def _load_pending(self, created_before: datetime | None = None) -> list[OutboxEvent]:
         with self.db.session() as session:
-            statement = (
-                select(OutboxEvent)
-                .where(col(OutboxEvent.published_at).is_(None))
-                .order_by(col(OutboxEvent.seq))
-                .limit(self.batch_size)
-            )
+            statement = select(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            if created_before is not None:
+                statement = statement.where(col(OutboxEvent.created_at) < created_before)
+            statement = statement.order_by(col(OutboxEvent.seq)).limit(self.batch_size)
             return list(session.exec(statement).all())
 
     def _mark_published(self, seqs: list[int]) -> None:

@@ -135,7 +135,8 @@ def create_service_app(
         revision = await asyncio.to_thread(upgrade, name, settings.resolved_database_url)
         log.info("%s: database at revision %s", name, revision)
         publisher = EventPublisher(settings.kafka_bootstrap_servers, client_id=f"matchnet-{name}")
-        relay = OutboxRelay(db, publisher.send, poll_interval_s=settings.outbox_poll_interval_s)
+        relay = OutboxRelay(db, publisher.send, poll_interval_s=settings.outbox_poll_interval_s,
+                            settle_s=settings.outbox_settle_s)
         runtime = Runtime(settings=settings, db=db, publisher=publisher, relay=relay)
         app.state.runtime = runtime
         if settings.kafka_create_topics:

@@ -74,6 +74,8 @@ class ServiceSettings(BaseSettings):
     # Writes every finished span as one JSON line to this file (tests, local debugging).
     trace_file: Path | None = Field(None, validation_alias=_common("trace_file"))
     outbox_poll_interval_s: float = Field(0.5, gt=0, validation_alias=_common("outbox_poll_interval_s"))
+    # That poll leaves rows younger than this to the replica that committed them (it publishes them).
+    outbox_settle_s: float = Field(2.0, ge=0, validation_alias=_common("outbox_settle_s"))
     # Housekeeping (shared/housekeeping.py), hourly: published outbox rows are kept this long, and
     # the inbox's processed event ids this long (longer than any topic keeps an event: 30 days).
     outbox_retention_s: float = Field(7 * 86_400.0, gt=0, validation_alias=_common("outbox_retention_s"))

@@ -119,7 +119,7 @@ async def test_relay_carries_the_trace_context_of_the_write_into_kafka_headers(d
 
 async def test_rows_committed_by_another_process_are_published_by_the_safety_net_poll(db: Database) -> None:
     broker = RecordingBroker()
-    relay = OutboxRelay(db, broker.send, poll_interval_s=0.05)
+    relay = OutboxRelay(db, broker.send, poll_interval_s=0.05, settle_s=0.1)
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.02)
@@ -134,6 +134,38 @@ async def test_rows_committed_by_another_process_are_published_by_the_safety_net
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert broker.subjects() == [b"need_elsewhere"]
+
+
+class SlowBroker(RecordingBroker):
+    """A broker that takes a while to acknowledge."""
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        await asyncio.sleep(0.3)
+        await super().send(topic, key, value, headers)
+
+
+async def test_a_replica_s_poll_leaves_another_replica_s_fresh_rows_to_it(db: Database) -> None:
+    # Two replicas of one service on one database: A commits a row and is slow to publish it; B's
+    # idle poll runs all the while. Without the settling time B publishes the row too.
+    replica_a = Database(db.url, [OutboxEvent])
+    broker_a, broker_b = SlowBroker(), RecordingBroker()
+    relay_a = OutboxRelay(replica_a, broker_a.send, poll_interval_s=30)
+    relay_b = OutboxRelay(db, broker_b.send, poll_interval_s=0.01, settle_s=2.0)
+    tasks = [asyncio.create_task(relay_a.run()), asyncio.create_task(relay_b.run())]
+    try:
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(write_need_event, replica_a, "need_on_a")
+        async with asyncio.timeout(5):
+            while not broker_a.sent:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # B keeps polling after A published and marked it
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        replica_a.dispose()
+    assert broker_a.subjects() == [b"need_on_a"]
+    assert broker_b.subjects() == []
 
 
 async def test_a_committed_row_is_published_once_even_when_a_database_read_races_the_hand_over(db: Database) -> None:
