@@ -223,12 +223,15 @@ def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
     for match in _KANJI_RUN.finditer(text):
         run = match.group()
         start = match.start()
-        if len(run) == 1:
+        length = len(run)
+        if length == 2:  # the commonest run (one word), without a loop
+            append((run, start, start + 2))
+        elif length == 1:
             append((run, start, start + 1))
         else:
-            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(len(run) - 1)])
+            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(length - 1)])
         if run in whole_runs:
-            append((whole_runs[run], start, start + len(run)))
+            append((whole_runs[run], start, start + length))
     memo = lexicon.katakana_runs
     for match in _KATAKANA_RUN.finditer(text):
         run = match.group()
@@ -238,8 +241,16 @@ def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
                 memo.clear()
             relative = memo[run] = _katakana_terms(run, lexicon)
         start = match.start()
-        out.extend([(term, start + a, start + b) for term, a, b in relative])
-    latin = [(_stem(m.group()), m.start(), m.end()) for m in _LATIN_RUN.finditer(text)]
+        if len(relative) == 1:  # the commonest run (one word), without a loop
+            term, a, b = relative[0]
+            append((term, start + a, start + b))
+        else:
+            out.extend([(term, start + a, start + b) for term, a, b in relative])
+    stems = _STEMS
+    latin = [
+        (stems.get(word) or _stem(word), m.start(), m.end())
+        for m in _LATIN_RUN.finditer(text) if (word := m.group())
+    ]
     if latin:
         _add_latin(latin, lexicon, out)
     _add_substring_concepts(text, lexicon, out)
