@@ -357,30 +357,34 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     display, where = term_spans(text)
     weights = rank or {}
     spans: list[tuple[int, int, float]] = []
+    append = spans.append
     for term in shared:
         occurrences = where.get(term)
         if occurrences:
             term_weight = weights.get(term, 0.0)
-            spans.extend([(start, end, term_weight) for start, end in occurrences[:PHRASE_OCCURRENCES]])
-    spans.sort()
-    spans.append((len(display) + 2, 0, 0.0))  # a sentinel closes the last phrase
+            for start, end in occurrences[:PHRASE_OCCURRENCES]:
+                append((start, end, term_weight))
     phrases: dict[str, float] = {}
-    current_start, current_end, weight = -1, -1, 0.0
+    if not spans:
+        return []
+    spans.sort()
+    known = phrases.get
     # One pass, no function call per span but the slicing (it runs for every pair explained).
+    current_start, current_end, weight = spans[0]
     for start, end, term_weight in spans:
-        if current_end >= 0 and (start <= current_end or (
-            start == current_end + 1 and display[current_end] in " -"
-        )):
+        if start <= current_end or (start == current_end + 1 and display[current_end] in " -"):
             if end > current_end:
                 current_end = end
             if term_weight > weight:
                 weight = term_weight
             continue
-        if current_end >= 0:
-            phrase = display[current_start:current_end].strip(" -")
-            if len(phrase) > 1 and weight >= phrases.get(phrase, 0.0):
-                phrases[phrase] = weight
+        phrase = display[current_start:current_end].strip(" -")
+        if len(phrase) > 1 and weight >= known(phrase, 0.0):
+            phrases[phrase] = weight
         current_start, current_end, weight = start, end, term_weight
+    phrase = display[current_start:current_end].strip(" -")  # the last one
+    if len(phrase) > 1 and weight >= known(phrase, 0.0):
+        phrases[phrase] = weight
     if rank is None:
         return sorted(phrases, key=len, reverse=True)
     return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))
