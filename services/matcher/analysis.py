@@ -322,9 +322,12 @@ def weighted_counts_of_parts(
         weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
     for term, spans in term_spans(text)[1].items():
-        total = 0.0
-        for start, _ in spans:
-            total += weight_at[start]
+        if len(spans) == 1:  # most terms, without a loop
+            total = 0.0 + weight_at[spans[0][0]]
+        else:
+            total = 0.0
+            for start, _ in spans:
+                total += weight_at[start]
         counts[term] = total * concept_weight if term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
     return text, counts
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -165,9 +166,9 @@ class ProfileIndex:
         """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
         vocabulary = self.vocabulary
         terms = list(document.counts)
-        known = vocabulary.ids
-        df = vocabulary.df[np.fromiter((known.get(term, 0) for term in terms), dtype=np.int64, count=len(terms))]
-        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
+        ids = list(map(vocabulary.ids.get, terms, repeat(0, len(terms))))  # 0: a term new to the vocabulary
+        df = vocabulary.df[np.array(ids, dtype=np.int64)]
+        tf = np.array(list(document.counts.values()), dtype=np.float32)
         tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
         weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
         if len(terms) > MAX_DOC_TERMS:
@@ -185,7 +186,7 @@ class ProfileIndex:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
         return Signature(
-            term_ids=np.array([vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+            term_ids=np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
             tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
             groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),
