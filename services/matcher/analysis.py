@@ -124,7 +124,7 @@ Token = tuple[str, int, int]
 class Lexicon:
     katakana_words: dict[str, str]  # folded katakana word -> concept
     substrings: dict[str, list[tuple[str, str]]]  # first two characters -> (form, concept), longest first
-    first_characters: re.Pattern[str]  # finds where a substring form may start
+    first_characters: re.Pattern[str]  # finds where a substring form may start (a first and a second character)
     whole_runs: dict[str, str]  # a run that must be exactly this text -> concept
     phrases: dict[str, list[tuple[tuple[str, ...], str]]]  # first word -> (words, concept), longest first
     longest_katakana: int
@@ -175,7 +175,11 @@ def compile_lexicon(*tables: str) -> Lexicon:
     for entries in phrases.values():
         entries.sort(key=lambda item: -len(item[0]))
     first = "".join(sorted({prefix[0] for prefix in substrings}))
-    starts = f"[{re.escape(first)}]" if first else "(?!)"
+    second = "".join(sorted({prefix[1] for prefix in substrings if len(prefix) > 1}))
+    # A form starts with one of the first characters followed by one of the second ones (far fewer
+    # places to look up than the first character alone: で, た, い start forms, and most of the glue).
+    follows = f"[{re.escape(second)}]|\\Z" if second else "\\Z"
+    starts = f"[{re.escape(first)}](?={follows})" if first else "(?!)"
     return Lexicon(
         katakana_words=katakana, substrings=dict(substrings), first_characters=re.compile(starts),
         whole_runs=whole_runs, phrases=dict(phrases),
