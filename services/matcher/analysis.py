@@ -325,6 +325,7 @@ def weighted_counts_of_parts(
     for part, weight in parts:
         weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
+    scaled = concept_weight != 1  # x × 1 is x: concepts are told apart only when they weigh otherwise
     for term, spans in term_spans(text)[1].items():
         if len(spans) == 1:  # most terms, without a loop
             total = 0.0 + weight_at[spans[0][0]]
@@ -332,7 +333,7 @@ def weighted_counts_of_parts(
             total = 0.0
             for start, _ in spans:
                 total += weight_at[start]
-        counts[term] = total * concept_weight if term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
+        counts[term] = total * concept_weight if scaled and term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
     return text, counts
 
 
