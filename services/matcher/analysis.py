@@ -333,7 +333,9 @@ def weighted_counts_of_parts(
             total = 0.0
             for start, _ in spans:
                 total += weight_at[start]
-        counts[term] = total * concept_weight if scaled and term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
+        if scaled and term[0] == CONCEPT_PREFIX:
+            total *= concept_weight
+        counts[term] = total  # type: ignore[assignment]
     return text, counts
 
 
