@@ -124,7 +124,7 @@ Token = tuple[str, int, int]
 class Lexicon:
     katakana_words: dict[str, str]  # folded katakana word -> concept
     substrings: dict[str, list[tuple[str, str]]]  # first two characters -> (form, concept), longest first
-    first_characters: re.Pattern[str]  # finds where a substring form may start
+    first_characters: re.Pattern[str]  # finds where a substring form may start (a first and a second character)
     whole_runs: dict[str, str]  # a run that must be exactly this text -> concept
     phrases: dict[str, list[tuple[tuple[str, ...], str]]]  # first word -> (words, concept), longest first
     longest_katakana: int
@@ -175,7 +175,11 @@ def compile_lexicon(*tables: str) -> Lexicon:
     for entries in phrases.values():
         entries.sort(key=lambda item: -len(item[0]))
     first = "".join(sorted({prefix[0] for prefix in substrings}))
-    starts = f"[{re.escape(first)}]" if first else "(?!)"
+    second = "".join(sorted({prefix[1] for prefix in substrings if len(prefix) > 1}))
+    # A form starts with one of the first characters followed by one of the second ones (far fewer
+    # places to look up than the first character alone: で, た, い start forms, and most of the glue).
+    follows = f"[{re.escape(second)}]|\\Z" if second else "\\Z"
+    starts = f"[{re.escape(first)}](?={follows})" if first else "(?!)"
     return Lexicon(
         katakana_words=katakana, substrings=dict(substrings), first_characters=re.compile(starts),
         whole_runs=whole_runs, phrases=dict(phrases),
@@ -223,12 +227,15 @@ def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
     for match in _KANJI_RUN.finditer(text):
         run = match.group()
         start = match.start()
-        if len(run) == 1:
+        length = len(run)
+        if length == 2:  # the commonest run (one word), without a loop
+            append((run, start, start + 2))
+        elif length == 1:
             append((run, start, start + 1))
         else:
-            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(len(run) - 1)])
+            out.extend([(run[i : i + 2], start + i, start + i + 2) for i in range(length - 1)])
         if run in whole_runs:
-            append((whole_runs[run], start, start + len(run)))
+            append((whole_runs[run], start, start + length))
     memo = lexicon.katakana_runs
     for match in _KATAKANA_RUN.finditer(text):
         run = match.group()
@@ -238,8 +245,16 @@ def tokens(text: str, lexicon: Lexicon | None = None) -> list[Token]:
                 memo.clear()
             relative = memo[run] = _katakana_terms(run, lexicon)
         start = match.start()
-        out.extend([(term, start + a, start + b) for term, a, b in relative])
-    latin = [(_stem(m.group()), m.start(), m.end()) for m in _LATIN_RUN.finditer(text)]
+        if len(relative) == 1:  # the commonest run (one word), without a loop
+            term, a, b = relative[0]
+            append((term, start + a, start + b))
+        else:
+            out.extend([(term, start + a, start + b) for term, a, b in relative])
+    stems = _STEMS
+    latin = [
+        (stems.get(word) or _stem(word), m.start(), m.end())
+        for m in _LATIN_RUN.finditer(text) if (word := m.group())
+    ]
     if latin:
         _add_latin(latin, lexicon, out)
     _add_substring_concepts(text, lexicon, out)
@@ -310,11 +325,17 @@ def weighted_counts_of_parts(
     for part, weight in parts:
         weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
+    scaled = concept_weight != 1  # x × 1 is x: concepts are told apart only when they weigh otherwise
     for term, spans in term_spans(text)[1].items():
-        total = 0.0
-        for start, _ in spans:
-            total += weight_at[start]
-        counts[term] = total * concept_weight if term[0] == CONCEPT_PREFIX else total  # type: ignore[assignment]
+        if len(spans) == 1:  # most terms, without a loop
+            total = 0.0 + weight_at[spans[0][0]]
+        else:
+            total = 0.0
+            for start, _ in spans:
+                total += weight_at[start]
+        if scaled and term[0] == CONCEPT_PREFIX:
+            total *= concept_weight
+        counts[term] = total  # type: ignore[assignment]
     return text, counts
 
 
@@ -346,30 +367,34 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     display, where = term_spans(text)
     weights = rank or {}
     spans: list[tuple[int, int, float]] = []
+    append = spans.append
     for term in shared:
         occurrences = where.get(term)
         if occurrences:
             term_weight = weights.get(term, 0.0)
-            spans.extend([(start, end, term_weight) for start, end in occurrences[:PHRASE_OCCURRENCES]])
-    spans.sort()
-    spans.append((len(display) + 2, 0, 0.0))  # a sentinel closes the last phrase
+            for start, end in occurrences[:PHRASE_OCCURRENCES]:
+                append((start, end, term_weight))
     phrases: dict[str, float] = {}
-    current_start, current_end, weight = -1, -1, 0.0
+    if not spans:
+        return []
+    spans.sort()
+    known = phrases.get
     # One pass, no function call per span but the slicing (it runs for every pair explained).
+    current_start, current_end, weight = spans[0]
     for start, end, term_weight in spans:
-        if current_end >= 0 and (start <= current_end or (
-            start == current_end + 1 and display[current_end] in " -"
-        )):
+        if start <= current_end or (start == current_end + 1 and display[current_end] in " -"):
             if end > current_end:
                 current_end = end
             if term_weight > weight:
                 weight = term_weight
             continue
-        if current_end >= 0:
-            phrase = display[current_start:current_end].strip(" -")
-            if len(phrase) > 1 and weight >= phrases.get(phrase, 0.0):
-                phrases[phrase] = weight
+        phrase = display[current_start:current_end].strip(" -")
+        if len(phrase) > 1 and weight >= known(phrase, 0.0):
+            phrases[phrase] = weight
         current_start, current_end, weight = start, end, term_weight
+    phrase = display[current_start:current_end].strip(" -")  # the last one
+    if len(phrase) > 1 and weight >= known(phrase, 0.0):
+        phrases[phrase] = weight
     if rank is None:
         return sorted(phrases, key=len, reverse=True)
     return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -48,6 +49,8 @@ MAX_EXPLAINED_TERMS = 6
 EXPLAINED_TERM_POOL = 16  # the heaviest shared terms an explanation's phrases are built from
 
 Kind = Literal["seed", "need"]
+# scoring.FITTING_FORM as plain lists of forms (None: nothing fits): read once per explanation.
+_FITTING_FORM = [[scoring.FORMS[f] if f >= 0 else None for f in row] for row in scoring.FITTING_FORM.tolist()]
 FIELD_BIT = {code: 1 << i for i, code in enumerate(TECHNOLOGY_FIELDS)}
 _CODE = re.compile(r"^([A-HY][0-9]{2}[A-Z])(?: ?([0-9]{1,4})(?:/[0-9]+)?)?")
 
@@ -165,9 +168,9 @@ class ProfileIndex:
         """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
         vocabulary = self.vocabulary
         terms = list(document.counts)
-        known = vocabulary.ids
-        df = vocabulary.df[np.fromiter((known.get(term, 0) for term in terms), dtype=np.int64, count=len(terms))]
-        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
+        ids = list(map(vocabulary.ids.get, terms, repeat(0, len(terms))))  # 0: a term new to the vocabulary
+        df = vocabulary.df[np.array(ids, dtype=np.int64)]
+        tf = np.array(list(document.counts.values()), dtype=np.float32)
         tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
         weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
         if len(terms) > MAX_DOC_TERMS:
@@ -185,7 +188,7 @@ class ProfileIndex:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
         return Signature(
-            term_ids=np.array([vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+            term_ids=np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
             tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
             groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),
@@ -248,14 +251,15 @@ class ProfileIndex:
         # The score and its components rounded as published, in one array: a row each.
         rounded = np.round(np.stack([ranked.scores, *ranked.components.values()])[:, positions].astype(np.float64), 4)
         scores, *component_rows = rounded.tolist()
-        columns = dict(zip(ranked.components, component_rows, strict=True))
+        names = list(ranked.components)
+        component_values = list(zip(*component_rows, strict=True))  # a tuple per candidate
         shared_of = self._shared_terms(query, other, ranked.slots[positions])
         query_side = NeedSide.of(query_profile) if isinstance(query_profile, NeedProfile) else None
         top: list[Candidate] = []
         for i, (_, seed_id, need_id) in enumerate(chosen):
             # Plain floats from our own arrays: validating them (in pydantic's core) costs less than
             # model_construct's Python loop, and gives the same model.
-            components = ScoreComponents(**{name: column[i] for name, column in columns.items()})
+            components = ScoreComponents(**dict(zip(names, component_values[i], strict=True)))
             seed, need = self.profiles[seed_id], self.profiles[need_id]
             assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
             top.append(Candidate(
@@ -358,13 +362,12 @@ def explain(
     shared_codes = [
         code for code in seed.classification_codes
         if (parts := classification_parts(code))[1] in side.groups or parts[0] in side.subclasses
-    ]
-    fitting = scoring.FITTING_FORM[scoring.forms_mask(seed.offers), side.wanted_forms]
+    ] if seed.classification_codes else []
     return Explanation(
         shared_terms=terms,
         shared_fields=sorted(side.fields.intersection(seed.fields)),
         shared_classification_codes=shared_codes,
-        collaboration_form=scoring.FORMS[fitting] if fitting >= 0 else None,
+        collaboration_form=_FITTING_FORM[scoring.forms_mask(seed.offers)][side.wanted_forms],
         region=region_relation(seed, side.need),
         trl=seed.trl, required_trl=side.required_trl,
         components=components,
