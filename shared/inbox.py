@@ -21,7 +21,7 @@ class InboxEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=64)
     event_type: str = Field(max_length=128)
-    processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC), index=True)  # the purge's key
 
 
 class DeadLetterEvent(SQLModel, table=True):

@@ -180,6 +180,11 @@ def create_common_tables() -> None:
     )
 
 
+def create_inbox_age_index() -> None:
+    """The inbox's ``processed_at`` index: the hourly purge (shared/housekeeping.py) finds old ids by it."""
+    op.create_index("ix_inbox_event_processed_at", "inbox_event", ["processed_at"])
+
+
 def drop_common_tables() -> None:
     for table in ("dead_letter_event", "inbox_event", "idempotency_record", "outbox_event"):
         op.drop_table(table)

@@ -86,6 +86,7 @@ class Delivery(SQLModel, table=True):
         # A later delivery for the same need or seed waits while an earlier one is pending.
         Index("ix_webhook_delivery_order", "subscription_id", "ordering_key", "status"),
         Index("ix_webhook_delivery_settled", "subscription_id", "status", "finished_at"),
+        Index("ix_webhook_delivery_finished_at", "finished_at"),  # the delivery log's purge
     )
 
     id: str = Field(primary_key=True, max_length=64)  # the webhook-id header, stable across retries
