@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlmodel import Session
 
 from shared.db import Database
 from shared.inbox import InboxEvent
@@ -34,42 +37,59 @@ PURGE_BATCH = 1_000
 PURGE_INTERVAL_S = 3600.0
 
 
-def purge_outbox(db: Database, retention: timedelta, batch: int = PURGE_BATCH) -> int:
-    """Delete rows published more than ``retention`` ago, never the newest row; returns how many."""
-    cutoff = datetime.now(UTC) - retention
+def delete_in_batches(
+    db: Database,
+    pick: Callable[[Session, int], list[Any]],
+    remove: Callable[[Session, list[Any]], None],
+    batch: int = PURGE_BATCH,
+) -> int:
+    """``pick`` up to ``batch`` keys and ``remove`` them, one short transaction per batch, until a
+    batch comes back short; returns how many keys were removed."""
     deleted = 0
     while True:
         with db.session() as session:
-            newest = session.execute(select(func.max(_OUTBOX.c.seq))).scalar_one_or_none()
-            if newest is None:
-                return deleted
-            seqs = list(session.execute(
-                select(_OUTBOX.c.seq)
-                .where(_OUTBOX.c.published_at < cutoff, _OUTBOX.c.seq < newest)
-                .order_by(_OUTBOX.c.seq)
-                .limit(batch)
-            ).scalars())
-            if seqs:
-                session.execute(delete(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)))
-        deleted += len(seqs)
-        if len(seqs) < batch:
+            keys = pick(session, batch)
+            if keys:
+                remove(session, keys)
+        deleted += len(keys)
+        if len(keys) < batch:
             return deleted
+
+
+def purge_outbox(db: Database, retention: timedelta, batch: int = PURGE_BATCH) -> int:
+    """Delete rows published more than ``retention`` ago, never the newest row; returns how many."""
+    cutoff = datetime.now(UTC) - retention
+
+    def pick(session: Session, limit: int) -> list[Any]:
+        newest = session.execute(select(func.max(_OUTBOX.c.seq))).scalar_one_or_none()
+        if newest is None:
+            return []
+        return list(session.execute(
+            select(_OUTBOX.c.seq)
+            .where(_OUTBOX.c.published_at < cutoff, _OUTBOX.c.seq < newest)
+            .order_by(_OUTBOX.c.seq)
+            .limit(limit)
+        ).scalars())
+
+    def remove(session: Session, seqs: list[Any]) -> None:
+        session.execute(delete(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)))
+
+    return delete_in_batches(db, pick, remove, batch)
 
 
 def purge_inbox(db: Database, retention: timedelta, batch: int = PURGE_BATCH) -> int:
     """Delete the ids of events processed more than ``retention`` ago; returns how many."""
     cutoff = datetime.now(UTC) - retention
-    deleted = 0
-    while True:
-        with db.session() as session:
-            ids = list(session.execute(
-                select(_INBOX.c.event_id).where(_INBOX.c.processed_at < cutoff).limit(batch)
-            ).scalars())
-            if ids:
-                session.execute(delete(_INBOX).where(_INBOX.c.event_id.in_(ids)))
-        deleted += len(ids)
-        if len(ids) < batch:
-            return deleted
+
+    def pick(session: Session, limit: int) -> list[Any]:
+        return list(session.execute(
+            select(_INBOX.c.event_id).where(_INBOX.c.processed_at < cutoff).limit(limit)
+        ).scalars())
+
+    def remove(session: Session, ids: list[Any]) -> None:
+        session.execute(delete(_INBOX).where(_INBOX.c.event_id.in_(ids)))
+
+    return delete_in_batches(db, pick, remove, batch)
 
 
 async def keep_tables_trim(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from sqlalchemy import select
-from sqlmodel import col, delete
+from sqlmodel import Session, col, delete
 
 from shared.db import Database
 from shared.events import Topic
+from shared.housekeeping import PURGE_BATCH, delete_in_batches
 from shared.service import EventSubscription, Runtime, create_service_app
 
 from .api import (
@@ -46,24 +48,23 @@ def purge_event_log(db: Database, retention: timedelta) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def purge_delivery_log(db: Database, retention: timedelta, batch: int = 1_000) -> int:
+def purge_delivery_log(db: Database, retention: timedelta, batch: int = PURGE_BATCH) -> int:
     """Forget deliveries finished more than ``retention`` ago, with their attempts; returns how many.
 
     A pending delivery is never finished, so never forgotten. Batches of short transactions.
     """
     cutoff = now_utc() - retention
-    deleted = 0
-    while True:
-        with db.session() as session:
-            ids = list(session.execute(
-                select(_DELIVERY.c.id).where(_DELIVERY.c.finished_at < cutoff).limit(batch)
-            ).scalars())
-            if ids:
-                session.execute(delete(_ATTEMPT).where(_ATTEMPT.c.delivery_id.in_(ids)))
-                session.execute(delete(_DELIVERY).where(_DELIVERY.c.id.in_(ids)))
-        deleted += len(ids)
-        if len(ids) < batch:
-            return deleted
+
+    def pick(session: Session, limit: int) -> list[Any]:
+        return list(session.execute(
+            select(_DELIVERY.c.id).where(_DELIVERY.c.finished_at < cutoff).limit(limit)
+        ).scalars())
+
+    def remove(session: Session, ids: list[Any]) -> None:
+        session.execute(delete(_ATTEMPT).where(_ATTEMPT.c.delivery_id.in_(ids)))
+        session.execute(delete(_DELIVERY).where(_DELIVERY.c.id.in_(ids)))
+
+    return delete_in_batches(db, pick, remove, batch)
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
