@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from shared.auth import ApiKey
-from shared.db import Database
+from shared.db import Database, OnConflictStatement
 from shared.events import ApiKeyEntry, ApiKeyIssued, ApiKeyRevoked, Envelope
 from shared.settings import ServiceSettings
 
@@ -46,7 +46,7 @@ def _merge_statement(dialect: str) -> Any:
     )
 
 
-_MERGE = {dialect: _merge_statement(dialect) for dialect in ("sqlite", "postgresql")}
+_MERGE = OnConflictStatement(_merge_statement, column_keys=[column.name for column in _API_KEY.columns])
 
 
 def entry_of(record: ApiKey) -> ApiKeyEntry:
@@ -59,8 +59,7 @@ def store_entries(session: Session, entries: Sequence[ApiKeyEntry]) -> None:
     if not entries:
         return
     rows = [{**entry.model_dump(), "role": entry.role.value} for entry in entries]
-    connection = session.connection()
-    connection.execute(_MERGE[connection.dialect.name], rows)
+    _MERGE.execute(session.connection(), rows)
 
 
 def apply_api_key_event(session: Session, envelope: Envelope) -> None:
