@@ -408,3 +408,10 @@ def test_rescore_refuses_what_numpy_would_refuse() -> None:
         index.score(query, True, slots, idf, today)
     index.stage[3] = -1  # numpy reads a negative index from the end: so does the kernel
     assert_same_ranked(index.score(query, True, slots, idf, today), index.score_numpy(query, True, slots, idf, today))
+
+
+def test_query_freshness_is_numpys_freshness_of_one_age() -> None:
+    for age in (-5, 0, 1, 364, 365, 4000, kernels.FRESHNESS_DAYS + 10):
+        assert kernels.query_freshness(age) == scoring.freshness(age)
+        assert kernels.query_freshness(age).dtype == np.float32
+        assert kernels.query_freshness(age).tobytes() == scoring.freshness(age).tobytes()  # remembered: the same

@@ -372,6 +372,10 @@ RESCORE_ROWS = ("score", "text", "classification", "fields", "relevance", "form"
 # takes the numpy path (``rescore`` returns None).
 FRESHNESS_DAYS = 1 << 15
 _freshness_tables: dict[tuple[float, float], npt.NDArray[np.float32]] = {}
+# A query's own freshness, as numpy computes it for one age (a scalar, perhaps not the table's exp):
+# per half-life, per age. Emptied when it holds too many ages.
+_query_freshness: dict[tuple[float, float], dict[int, np.float32]] = {}
+_QUERY_FRESHNESS_AGES = 1 << 16
 
 
 def freshness_table() -> npt.NDArray[np.float32]:
@@ -382,6 +386,17 @@ def freshness_table() -> npt.NDArray[np.float32]:
     if table is None:
         table = _freshness_tables[key] = scoring.freshness(np.arange(FRESHNESS_DAYS, dtype=np.int32))
     return table
+
+
+def query_freshness(age_days: int) -> np.float32:
+    """``scoring.freshness(age_days)`` of one age (numpy's scalar path), remembered: 4 µs a call."""
+    by_age = _query_freshness.setdefault((scoring._LN2, scoring.FRESHNESS_HALF_LIFE_DAYS), {})
+    value = by_age.get(age_days)
+    if value is None:
+        if len(by_age) >= _QUERY_FRESHNESS_AGES:
+            by_age.clear()
+        value = by_age[age_days] = np.float32(scoring.freshness(age_days))
+    return value
 
 
 @_compiled
@@ -404,7 +419,7 @@ def _rescore(
     prefecture: npt.NDArray[np.int8], block: npt.NDArray[np.int8], size: npt.NDArray[np.int8],
     updated_day: npt.NDArray[np.int32], expires_day: npt.NDArray[np.int32], alive: npt.NDArray[np.bool_],
     query_forms: int, query_stage: int, query_prefecture: int, query_block: int, query_size: int,
-    query_is_need: bool, query_freshness: np.float32, today: int, weights: npt.NDArray[np.float32],
+    query_is_need: bool, query_fresh: np.float32, today: int, weights: npt.NDArray[np.float32],
     form_credit: npt.NDArray[np.float32], stage_credit: npt.NDArray[np.float32],
     region_weight_by_size: npt.NDArray[np.float32], freshness_by_age: npt.NDArray[np.float32],
 ) -> tuple[npt.NDArray[np.float32], int, int]:
@@ -466,7 +481,7 @@ def _rescore(
         if age >= len(freshness_by_age):
             beyond += 1
             age = 0
-        fresh = np.float32(np.sqrt(freshness_by_age[age] * query_freshness))
+        fresh = np.float32(np.sqrt(freshness_by_age[age] * query_fresh))
         freshness_factor = one - freshness_weight * (one - fresh)
         # scoring.relevance, then the score as KindIndex.score multiplied it, 0 for a dead or expired slot
         relevance = text_weight * text[i] + classification_weight * classification + field_weight * field
@@ -510,12 +525,11 @@ def rescore(
         [scoring.TEXT_WEIGHT, scoring.CLASSIFICATION_WEIGHT, scoring.FIELD_WEIGHT, scoring.SAME_SUBCLASS_CREDIT,
          scoring.SAME_BLOCK_CREDIT, scoring.FRESHNESS_WEIGHT], dtype=np.float32,
     )
-    query_freshness = scoring.freshness(today - query_updated_day)  # a scalar, as KindIndex.score computes it
     out, beyond, _ = _rescore(
         term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, query_norm, groups, subclasses,
         query_groups, query_subclasses, fields, query_fields, forms, stage, prefecture, block, size, updated_day,
         expires_day, alive, query_forms, query_stage, query_prefecture, query_block, query_size, query_is_need,
-        np.float32(query_freshness), today, weights, scoring.FORM_CREDIT, scoring.STAGE_CREDIT,
+        query_freshness(today - query_updated_day), today, weights, scoring.FORM_CREDIT, scoring.STAGE_CREDIT,
         scoring._REGION_WEIGHT_BY_SIZE, freshness_table(),
     )
     return None if beyond else out
