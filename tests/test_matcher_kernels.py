@@ -268,3 +268,150 @@ def test_kernels_are_compiled_without_a_disk_cache_where_none_can_be_written(mon
 
     assert kernels._compiled(add_one)(1) == 2
     assert asked == [{"cache": True, "nogil": True}, {"nogil": True}]
+
+
+def random_index(rng: np.random.Generator, size: int, vocabulary: int, today: int) -> KindIndex:
+    """Every column of a KindIndex at random, edges included (padding, no codes, dead and expired slots,
+    profiles updated after today, very old ones)."""
+    index = KindIndex(Vocabulary(), capacity=size)
+    index.term_ids[:] = rng.integers(0, vocabulary, index.term_ids.shape)
+    index.term_ids[rng.random(index.term_ids.shape) < 0.3] = 0
+    index.tf[:] = (1 + rng.random(index.tf.shape) * 4).astype(np.float16)
+    index.groups[:] = rng.integers(0, 12, index.groups.shape) * (rng.random(index.groups.shape) < 0.4)
+    index.subclasses[:] = rng.integers(0, 8, index.subclasses.shape) * (rng.random(index.subclasses.shape) < 0.4)
+    index.fields[:] = rng.integers(0, 1 << 12, size)
+    index.forms[:] = rng.integers(0, len(scoring.FORM_CREDIT), size)
+    index.prefecture[:] = rng.integers(0, 48, size)
+    index.block[:] = rng.integers(0, 9, size)
+    index.size[:] = rng.integers(0, len(scoring.SIZES) + 1, size)
+    index.updated_day[:] = today - rng.integers(-30, 5000, size)
+    index.expires_day[:] = today + rng.integers(-20, 400, size)
+    index.alive[:] = rng.random(size) < 0.9
+    return index
+
+
+def random_query(rng: np.random.Generator, vocabulary: int, today: int, query_is_need: bool) -> Signature:
+    terms = rng.choice(np.arange(1, vocabulary), 60, replace=False).astype(np.int32)
+    return Signature(
+        term_ids=terms, tf=(1 + rng.random(60) * 3).astype(np.float32),
+        fields=int(rng.integers(0, 1 << 12)) if rng.random() < 0.8 else 0,
+        groups=rng.choice(np.arange(1, 12), rng.integers(0, 3), replace=False).tolist(),
+        subclasses=rng.choice(np.arange(1, 8), rng.integers(0, 3), replace=False).tolist(),
+        forms=int(rng.integers(0, len(scoring.FORM_CREDIT))),
+        stage=int(rng.integers(0, 121)) if query_is_need else int(rng.integers(0, 10)),
+        prefecture=int(rng.integers(0, 48)), block=int(rng.integers(0, 9)),
+        size=int(rng.integers(1, len(scoring.SIZES) + 1)) if query_is_need else 0,
+        updated_day=today - int(rng.integers(-30, 3000)), expires_day=today + 100,
+    )
+
+
+def assert_same_ranked(got: Any, expected: Any) -> None:
+    assert got.slots is expected.slots
+    assert got.scores.dtype == expected.scores.dtype == np.float32
+    assert got.scores.tobytes() == expected.scores.tobytes()
+    assert list(got.components) == list(expected.components)
+    for name, values in expected.components.items():
+        assert got.components[name].dtype == values.dtype == np.float32, name
+        assert got.components[name].shape == values.shape, name
+        assert got.components[name].tobytes() == values.tobytes(), name
+
+
+def test_rescore_is_the_numpy_score_and_components_bit_for_bit() -> None:
+    rng = np.random.default_rng(19)
+    size, vocabulary, today = 3000, 1000, 739_000
+    index = random_index(rng, size, vocabulary, today)
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    idf[0] = 0.0
+    for round_number in range(60):
+        query_is_need = round_number % 2 == 0
+        # seeds (TRL) for a need, needs (timeline months) for a seed
+        index.stage[:] = rng.integers(0, 10, size) if query_is_need else rng.integers(0, 121, size)
+        query = random_query(rng, vocabulary, today, query_is_need)
+        slots = rng.permutation(size)[: int(rng.integers(0, 700))].astype(np.int64)
+        expected = index.score_numpy(query, query_is_need, slots, idf, today)
+        got = index.score(query, query_is_need, slots, idf, today)
+        assert_same_ranked(got, expected)
+        assert not index.vocabulary.scratch.any()  # left zero for the next query
+
+
+def test_rescore_reads_the_weights_and_tables_of_scoring_at_each_call() -> None:
+    """bench/matcher_quality.py's ablations patch scoring's weights and tables: the kernel follows them."""
+    rng = np.random.default_rng(23)
+    size, vocabulary, today = 1000, 1000, 739_000
+    index = random_index(rng, size, vocabulary, today)
+    index.stage[:] = rng.integers(0, 10, size)
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    patches = {
+        "CLASSIFICATION_WEIGHT": 0.0, "FIELD_WEIGHT": 0.0, "FORM_CREDIT": np.ones_like(scoring.FORM_CREDIT),
+        "STAGE_CREDIT": np.ones_like(scoring.STAGE_CREDIT),
+        "_REGION_WEIGHT_BY_SIZE": np.zeros_like(scoring._REGION_WEIGHT_BY_SIZE), "FRESHNESS_HALF_LIFE_DAYS": 30.0,
+    }
+    slots = rng.permutation(size)[:500].astype(np.int64)
+    query = random_query(rng, vocabulary, today, True)
+    unpatched = index.score(query, True, slots, idf, today)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in patches.items():
+            patch.setattr(scoring, name, value)
+        expected = index.score_numpy(query, True, slots, idf, today)
+        got = index.score(query, True, slots, idf, today)
+    assert_same_ranked(got, expected)
+    assert got.scores.tobytes() != unpatched.scores.tobytes()
+
+
+def test_rescore_leaves_profiles_older_than_its_freshness_table_to_numpy() -> None:
+    rng = np.random.default_rng(29)
+    size, vocabulary, today = 500, 1000, 739_000
+    index = random_index(rng, size, vocabulary, today)
+    index.stage[:] = rng.integers(0, 10, size)
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    slots = np.arange(size, dtype=np.int64)
+    query = random_query(rng, vocabulary, today, True)
+    for updated_day in (today - kernels.FRESHNESS_DAYS + 1, today - kernels.FRESHNESS_DAYS, np.iinfo(np.int32).min):
+        index.updated_day[7] = updated_day
+        if updated_day < today - kernels.FRESHNESS_DAYS + 1:
+            assert kernels.rescore(
+                index.term_ids, index.tf, slots, idf, np.zeros(vocabulary, dtype=np.float32), 1.0, index.groups,
+                index.subclasses, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), index.fields, 0,
+                index.forms, index.stage, index.prefecture, index.block, index.size, index.updated_day,
+                index.expires_day, index.alive, 0, 0, 0, 0, 1, today, True, today,
+            ) is None
+        expected = index.score_numpy(query, True, slots, idf, today)
+        assert_same_ranked(index.score(query, True, slots, idf, today), expected)
+
+
+def test_freshness_table_is_numpys_freshness_of_any_array_of_ages() -> None:
+    rng = np.random.default_rng(31)
+    table = kernels.freshness_table()
+    assert table.dtype == np.float32 and len(table) == kernels.FRESHNESS_DAYS
+    ages = rng.integers(-100, kernels.FRESHNESS_DAYS, 20_000).astype(np.int32)
+    for start, length in ((0, 20_000), (1, 300), (3, 7), (5, 1), (11, 0)):  # SIMD bodies, tails, one age
+        part = ages[start: start + length]
+        assert table[np.maximum(part, 0)].tobytes() == scoring.freshness(part).tobytes()
+    assert all(table[age] == scoring.freshness(age) for age in range(0, kernels.FRESHNESS_DAYS, 97))
+
+
+def test_rescore_refuses_what_numpy_would_refuse() -> None:
+    rng = np.random.default_rng(37)
+    size, vocabulary, today = 50, 1000, 739_000
+    index = random_index(rng, size, vocabulary, today)
+    index.stage[:] = rng.integers(0, 10, size)
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    query = random_query(rng, vocabulary, today, True)
+    with pytest.raises(IndexError):  # no slot 50
+        index.score(query, True, np.array([3, 50], dtype=np.int64), idf, today)
+    assert not index.vocabulary.scratch.any()
+    index.stage[3] = 10  # a TRL beyond the stage table
+    slots = np.array([3], dtype=np.int64)
+    with pytest.raises(IndexError):
+        index.score_numpy(query, True, slots, idf, today)
+    with pytest.raises(IndexError):
+        index.score(query, True, slots, idf, today)
+    index.stage[3] = -1  # numpy reads a negative index from the end: so does the kernel
+    assert_same_ranked(index.score(query, True, slots, idf, today), index.score_numpy(query, True, slots, idf, today))
+
+
+def test_query_freshness_is_numpys_freshness_of_one_age() -> None:
+    for age in (-5, 0, 1, 364, 365, 4000, kernels.FRESHNESS_DAYS + 10):
+        assert kernels.query_freshness(age) == scoring.freshness(age)
+        assert kernels.query_freshness(age).dtype == np.float32
+        assert kernels.query_freshness(age).tobytes() == scoring.freshness(age).tobytes()  # remembered: the same

@@ -10,7 +10,8 @@ term to the slots holding it (``array('i')``, appended in place). Ranking one qu
    classification codes) over the slots they touch only; the best ``RESCORE_DEPTH`` slots by that
    estimate become candidates. No step of a query walks every slot (one bit per slot is read, 64
    at a time), so its cost follows the budget, not the size of the index;
-2. exact rescoring of the candidates with every component of services/matcher/scoring.py, vectorised;
+2. exact rescoring of the candidates with every component of services/matcher/scoring.py (one
+   compiled pass, kernels.rescore; ``KindIndex.score_numpy`` is its numpy reference);
 3. the top ``limit`` leave as (slot, score, components).
 
 The loops over postings entries and signature rows are compiled (services/matcher/kernels.py) and
@@ -366,7 +367,30 @@ class KindIndex:
         return lists, list_lengths, list_weights
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
-        """Exact scores of ``slots`` against ``query``, with every component (see scoring.py)."""
+        """Exact scores of ``slots`` against ``query``, with every component (see scoring.py): one
+        compiled pass (kernels.rescore), the same float32 values as ``score_numpy`` to the last bit."""
+        query_weights = query.tf * idf[query.term_ids]
+        scratch = self.vocabulary.scratch
+        scratch[query.term_ids] = query_weights
+        try:
+            rows = kernels.rescore(
+                self.term_ids, self.tf, slots, idf, scratch, math.sqrt(float(query_weights @ query_weights)),
+                self.groups, self.subclasses, np.array(query.groups, dtype=np.int32),
+                np.array(query.subclasses, dtype=np.int32), self.fields, query.fields, self.forms, self.stage,
+                self.prefecture, self.block, self.size, self.updated_day, self.expires_day, self.alive, query.forms,
+                query.stage, query.prefecture, query.block, query.size, query.updated_day, query_is_need, today,
+            )
+        finally:
+            scratch[query.term_ids] = 0.0
+        if rows is None:  # a profile older than the kernel's freshness table
+            return self.score_numpy(query, query_is_need, slots, idf, today)
+        scores, *components = rows
+        return Ranked(
+            slots=slots, scores=scores, components=dict(zip(kernels.RESCORE_ROWS[1:], components, strict=True))
+        )
+
+    def score_numpy(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
+        """``score`` with scoring.py's numpy functions: the reference the kernel is tested against."""
         query_weights = query.tf * idf[query.term_ids]
         scratch = self.vocabulary.scratch
         scratch[query.term_ids] = query_weights

@@ -366,6 +366,175 @@ def _check_rows(
         raise ValueError("signature rows: term ids, tf and weights disagree")
 
 
+# The rows of ``rescore``'s result: the score, then the components in the order Ranked.components holds them.
+RESCORE_ROWS = ("score", "text", "classification", "fields", "relevance", "form", "stage", "region", "freshness")
+# Ages (days) the freshness table holds: 0 .. FRESHNESS_DAYS - 1 (about 90 years); an older profile
+# takes the numpy path (``rescore`` returns None).
+FRESHNESS_DAYS = 1 << 15
+_freshness_tables: dict[tuple[float, float], npt.NDArray[np.float32]] = {}
+# A query's own freshness, as numpy computes it for one age (a scalar, perhaps not the table's exp):
+# per half-life, per age. Emptied when it holds too many ages.
+_query_freshness: dict[tuple[float, float], dict[int, np.float32]] = {}
+_QUERY_FRESHNESS_AGES = 1 << 16
+
+
+def freshness_table() -> npt.NDArray[np.float32]:
+    """``scoring.freshness`` of every age 0 .. FRESHNESS_DAYS - 1, computed by that very numpy function:
+    numba's exp may differ from numpy's in the last bit, a lookup cannot. One per half-life."""
+    key = (scoring._LN2, scoring.FRESHNESS_HALF_LIFE_DAYS)
+    table = _freshness_tables.get(key)
+    if table is None:
+        table = _freshness_tables[key] = scoring.freshness(np.arange(FRESHNESS_DAYS, dtype=np.int32))
+    return table
+
+
+def query_freshness(age_days: int) -> np.float32:
+    """``scoring.freshness(age_days)`` of one age (numpy's scalar path), remembered: 4 µs a call."""
+    by_age = _query_freshness.setdefault((scoring._LN2, scoring.FRESHNESS_HALF_LIFE_DAYS), {})
+    value = by_age.get(age_days)
+    if value is None:
+        if len(by_age) >= _QUERY_FRESHNESS_AGES:
+            by_age.clear()
+        value = by_age[age_days] = np.float32(scoring.freshness(age_days))
+    return value
+
+
+@_compiled
+def _wrapped(index: int, length: int) -> int:
+    """``index`` into ``length`` entries as numpy reads it (a negative index from the end), or IndexError."""
+    if index < 0:
+        index += length
+    if index < 0 or index >= length:
+        raise IndexError("index beyond the table")
+    return index
+
+
+@_compiled
+def _rescore(
+    term_ids: npt.NDArray[np.int32], tf_bits: npt.NDArray[np.uint16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], half_to_float: npt.NDArray[np.float32],
+    query_norm: float, groups: npt.NDArray[np.int32], subclasses: npt.NDArray[np.int32],
+    query_groups: npt.NDArray[np.int32], query_subclasses: npt.NDArray[np.int32],
+    fields: npt.NDArray[np.uint32], query_fields: int, forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16],
+    prefecture: npt.NDArray[np.int8], block: npt.NDArray[np.int8], size: npt.NDArray[np.int8],
+    updated_day: npt.NDArray[np.int32], expires_day: npt.NDArray[np.int32], alive: npt.NDArray[np.bool_],
+    query_forms: int, query_stage: int, query_prefecture: int, query_block: int, query_size: int,
+    query_is_need: bool, query_fresh: np.float32, today: int, weights: npt.NDArray[np.float32],
+    form_credit: npt.NDArray[np.float32], stage_credit: npt.NDArray[np.float32],
+    region_weight_by_size: npt.NDArray[np.float32], freshness_by_age: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], int, int]:
+    text_weight, classification_weight, field_weight = weights[0], weights[1], weights[2]
+    subclass_credit, block_credit, freshness_weight = weights[3], weights[4], weights[5]
+    one, zero = np.float32(1.0), np.float32(0.0)
+    query_field_count = _bit_count(query_fields)
+    with_codes = len(query_groups) + len(query_subclasses) > 0
+    out = np.empty((9, len(slots)), dtype=np.float32)
+    # The slots are scattered and their columns cold: read them in a tight loop first (many reads in
+    # flight at once), then the text (its own such loop over the signature rows), then the rest.
+    touched = 0
+    for i in range(len(slots)):
+        slot = slots[i]
+        if slot < 0 or slot >= len(alive):
+            raise IndexError("slot beyond the index")
+        touched += fields[slot] + forms[slot] + stage[slot] + prefecture[slot] + block[slot] + size[slot]
+        touched += updated_day[slot] + expires_day[slot] + alive[slot]
+        if with_codes:
+            touched += groups[slot, 0] + subclasses[slot, 0]
+    text, text_touched = _text_similarity(term_ids, tf_bits, slots, idf, query_weights, half_to_float, query_norm)
+    beyond = 0
+    for i in range(len(slots)):
+        slot = slots[i]
+        # scoring.classification_overlap
+        group_hit, subclass_hit = False, False
+        for column in range(groups.shape[1] if with_codes else 0):
+            group, subclass = groups[slot, column], subclasses[slot, column]
+            if group > 0:
+                for query_group in query_groups:
+                    group_hit |= group == query_group
+            if subclass > 0:
+                for query_subclass in query_subclasses:
+                    subclass_hit |= subclass == query_subclass
+        classification = one if group_hit else (subclass_credit if subclass_hit else zero)
+        # scoring.field_overlap
+        shared = np.float32(_bit_count(int(fields[slot]) & query_fields))
+        total = np.float32(_bit_count(int(fields[slot])) + query_field_count)
+        field = (np.float32(2.0) * shared) / max(total, one) if total > 0 else zero
+        # scoring.form_credit, scoring.stage_credit (offered × wanted, TRL × timeline) and the need's size
+        if query_is_need:  # the slots are seeds
+            offered, wanted, size_code = int(forms[slot]), query_forms, query_size
+            trl, timeline = int(stage[slot]), query_stage
+        else:
+            offered, wanted, size_code = query_forms, int(forms[slot]), int(size[slot])
+            trl, timeline = query_stage, int(stage[slot])
+        form = form_credit[_wrapped(offered, form_credit.shape[0]), _wrapped(wanted, form_credit.shape[1])]
+        stage_value = stage_credit[_wrapped(trl, stage_credit.shape[0]), _wrapped(timeline, stage_credit.shape[1])]
+        # scoring.region_relation, scoring.region_factor
+        if int(prefecture[slot]) == query_prefecture:
+            region = one
+        elif int(block[slot]) == query_block:
+            region = block_credit
+        else:
+            region = zero
+        region_factor = one - region_weight_by_size[_wrapped(size_code, len(region_weight_by_size))] * (one - region)
+        # scoring.freshness (the table: numpy's exp), its square root with the query's, scoring.freshness_factor
+        age = max(today - int(updated_day[slot]), 0)
+        if age >= len(freshness_by_age):
+            beyond += 1
+            age = 0
+        fresh = np.float32(np.sqrt(freshness_by_age[age] * query_fresh))
+        freshness_factor = one - freshness_weight * (one - fresh)
+        # scoring.relevance, then the score as KindIndex.score multiplied it, 0 for a dead or expired slot
+        relevance = text_weight * text[i] + classification_weight * classification + field_weight * field
+        score = relevance * form * stage_value * region_factor * freshness_factor
+        live = alive[slot] and int(expires_day[slot]) >= today
+        out[0, i] = score if live else zero
+        out[1, i] = text[i]
+        out[2, i] = classification
+        out[3, i] = field
+        out[4, i] = relevance
+        out[5, i] = form
+        out[6, i] = stage_value
+        out[7, i] = region
+        out[8, i] = fresh
+    return out, beyond, touched + text_touched
+
+
+def rescore(
+    term_ids: npt.NDArray[np.int32], tf: npt.NDArray[np.float16], slots: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], query_weights: npt.NDArray[np.float32], query_norm: float,
+    groups: npt.NDArray[np.int32], subclasses: npt.NDArray[np.int32], query_groups: npt.NDArray[np.int32],
+    query_subclasses: npt.NDArray[np.int32], fields: npt.NDArray[np.uint32], query_fields: int,
+    forms: npt.NDArray[np.uint8], stage: npt.NDArray[np.int16], prefecture: npt.NDArray[np.int8],
+    block: npt.NDArray[np.int8], size: npt.NDArray[np.int8], updated_day: npt.NDArray[np.int32],
+    expires_day: npt.NDArray[np.int32], alive: npt.NDArray[np.bool_], query_forms: int, query_stage: int,
+    query_prefecture: int, query_block: int, query_size: int, query_updated_day: int, query_is_need: bool, today: int,
+) -> npt.NDArray[np.float32] | None:
+    """KindIndex.score's exact rescoring of ``slots`` in one pass: a row per name of ``RESCORE_ROWS``
+    (the score, 0 for a dead or expired slot, then each component), float32, the same operations in
+    the same order as scoring.py's numpy functions and ``text_similarity``. The weights and tables
+    are read from scoring.py at each call (bench/matcher_quality.py's ablations patch them).
+
+    None when a slot's profile is older than the freshness table (``FRESHNESS_DAYS``): the caller
+    then scores with numpy.
+    """
+    _check_rows(term_ids, tf, idf, query_weights)
+    if not (len(term_ids) == len(groups) == len(subclasses) == len(fields) == len(forms) == len(stage)
+            == len(prefecture) == len(block) == len(size) == len(updated_day) == len(expires_day) == len(alive)):
+        raise ValueError("rescore: one row per slot in every column")
+    weights = np.array(
+        [scoring.TEXT_WEIGHT, scoring.CLASSIFICATION_WEIGHT, scoring.FIELD_WEIGHT, scoring.SAME_SUBCLASS_CREDIT,
+         scoring.SAME_BLOCK_CREDIT, scoring.FRESHNESS_WEIGHT], dtype=np.float32,
+    )
+    out, beyond, _ = _rescore(
+        term_ids, tf.view(np.uint16), slots, idf, query_weights, HALF_TO_FLOAT, query_norm, groups, subclasses,
+        query_groups, query_subclasses, fields, query_fields, forms, stage, prefecture, block, size, updated_day,
+        expires_day, alive, query_forms, query_stage, query_prefecture, query_block, query_size, query_is_need,
+        query_freshness(today - query_updated_day), today, weights, scoring.FORM_CREDIT, scoring.STAGE_CREDIT,
+        scoring._REGION_WEIGHT_BY_SIZE, freshness_table(),
+    )
+    return None if beyond else out
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -382,3 +551,9 @@ def warm_up() -> None:
     ones = np.ones(2, dtype=np.float32)
     text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0)
     shared_terms(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 16)
+    small = np.ones(2, dtype=np.int8)
+    days = np.ones(2, dtype=np.int32)
+    rescore(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0, codes[:2],
+            codes[:2], codes[0], codes[0], np.ones(2, dtype=np.uint32), 1, np.ones(2, dtype=np.uint8),
+            np.ones(2, dtype=np.int16), small, small, small, days, days, np.ones(2, dtype=np.bool_), 1, 1, 1, 1, 1, 1,
+            True, 2)
