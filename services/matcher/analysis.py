@@ -402,6 +402,9 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     phrase = display[current_start:current_end].strip(" -")  # the last one
     if len(phrase) > 1 and weight >= known(phrase, 0.0):
         phrases[phrase] = weight
+    longest_first = sorted(phrases, key=len, reverse=True)
     if rank is None:
-        return sorted(phrases, key=len, reverse=True)
-    return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))
+        return longest_first
+    # Heaviest first, then longest, then in the text's order: two stable sorts keyed by C functions
+    # instead of a Python key making a tuple per phrase (the weights are finite: products of tf and idf).
+    return sorted(longest_first, key=phrases.__getitem__, reverse=True)
