@@ -36,11 +36,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain, repeat
+from operator import getitem, itemgetter
 
 from .lexicon import TECHNICAL_TERMS
 
 CONCEPT_PREFIX = "~"
 PHRASE_OCCURRENCES = 3  # an explanation quotes a term from its first few places in the text
+_FIRST_OCCURRENCES = slice(PHRASE_OCCURRENCES)
+_START = itemgetter(1)
 
 # Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
 # and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
@@ -326,12 +330,12 @@ def weighted_counts_of_parts(
         weight_at += [weight] * (len(unicodedata.normalize("NFKC", part)) + 1)
     counts: Counter[str] = Counter()
     scaled = concept_weight != 1  # x × 1 is x: concepts are told apart only when they weigh otherwise
-    for term, spans in term_spans(text)[1].items():
-        if len(spans) == 1:  # most terms, without a loop
-            total = 0.0 + weight_at[spans[0][0]]
+    for term, occurrences in term_spans(text)[1].items():
+        if len(occurrences) == 1:  # most terms, without a loop
+            total = 0.0 + weight_at[occurrences[0][1]]
         else:
             total = 0.0
-            for start, _ in spans:
+            for _, start, _ in occurrences:
                 total += weight_at[start]
         if scaled and term[0] == CONCEPT_PREFIX:
             total *= concept_weight
@@ -343,16 +347,20 @@ def weighted_counts_of_parts(
 
 
 @lru_cache(maxsize=512)
-def term_spans(text: str) -> tuple[str, dict[str, list[tuple[int, int]]]]:
-    """The NFKC text (case kept) and where each term of it comes from (the last few texts are kept:
-    a profile is analysed when it arrives and explained right after)."""
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for term, start, end in tokens(text):
-        occurrences = spans.get(term)
+def term_spans(text: str) -> tuple[str, dict[str, list[Token]]]:
+    """The NFKC text (case kept) and each term's tokens (term, start, end), in the text's order (the
+    last few texts are kept: a profile is analysed when it arrives and explained right after).
+
+    The tokens themselves are kept, not a (start, end) pair made per token: no object is made per
+    occurrence, and explanations sort them by start as they are."""
+    spans: dict[str, list[Token]] = {}
+    known = spans.get
+    for token in tokens(text):
+        occurrences = known(token[0])
         if occurrences is None:
-            spans[term] = [(start, end)]
+            spans[token[0]] = [token]
         else:
-            occurrences.append((start, end))
+            occurrences.append(token)
     return unicodedata.normalize("NFKC", text), spans
 
 
@@ -366,35 +374,37 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     """
     display, where = term_spans(text)
     weights = rank or {}
-    spans: list[tuple[int, int, float]] = []
-    append = spans.append
-    for term in shared:
-        occurrences = where.get(term)
-        if occurrences:
-            term_weight = weights.get(term, 0.0)
-            for start, end in occurrences[:PHRASE_OCCURRENCES]:
-                append((start, end, term_weight))
-    phrases: dict[str, float] = {}
+    # Each shared term's first tokens, gathered and sorted by start without a Python-level loop: a
+    # span only needs its start sorted (spans of one start always merge, whatever their order).
+    spans = sorted(
+        chain.from_iterable(map(getitem, map(where.get, shared, repeat(())), repeat(_FIRST_OCCURRENCES))),
+        key=_START,
+    )
     if not spans:
         return []
-    spans.sort()
+    phrases: dict[str, float] = {}
     known = phrases.get
-    # One pass, no function call per span but the slicing (it runs for every pair explained).
-    current_start, current_end, weight = spans[0]
-    for start, end, term_weight in spans:
+    weight_of = weights.get
+    # One pass, no function call per span but the slicing and the weight (it runs for every pair explained).
+    term, current_start, current_end = spans[0]
+    weight = weight_of(term, 0.0)
+    for term, start, end in spans:
         if start <= current_end or (start == current_end + 1 and display[current_end] in " -"):
             if end > current_end:
                 current_end = end
-            if term_weight > weight:
+            if (term_weight := weight_of(term, 0.0)) > weight:
                 weight = term_weight
             continue
         phrase = display[current_start:current_end].strip(" -")
         if len(phrase) > 1 and weight >= known(phrase, 0.0):
             phrases[phrase] = weight
-        current_start, current_end, weight = start, end, term_weight
+        current_start, current_end, weight = start, end, weight_of(term, 0.0)
     phrase = display[current_start:current_end].strip(" -")  # the last one
     if len(phrase) > 1 and weight >= known(phrase, 0.0):
         phrases[phrase] = weight
+    longest_first = sorted(phrases, key=len, reverse=True)
     if rank is None:
-        return sorted(phrases, key=len, reverse=True)
-    return sorted(phrases, key=lambda p: (-phrases[p], -len(p)))
+        return longest_first
+    # Heaviest first, then longest, then in the text's order: two stable sorts keyed by C functions
+    # instead of a Python key making a tuple per phrase (the weights are finite: products of tf and idf).
+    return sorted(longest_first, key=phrases.__getitem__, reverse=True)
