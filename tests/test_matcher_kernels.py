@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from services.matcher import kernels, scoring
+from services.matcher import analysis, kernels, scoring
 from services.matcher.index import KindIndex, Signature, Vocabulary
 
 
@@ -415,3 +415,59 @@ def test_query_freshness_is_numpys_freshness_of_one_age() -> None:
         assert kernels.query_freshness(age) == scoring.freshness(age)
         assert kernels.query_freshness(age).dtype == np.float32
         assert kernels.query_freshness(age).tobytes() == scoring.freshness(age).tobytes()  # remembered: the same
+
+
+_PHRASE_WORDS = (
+    "熱電", "変換", "排熱", "回収", "リチウムイオン", "電池", "センサー", "ガス", "Heat", "pump", "heat", "Pump",
+    "LED", "ＬＥＤ", "照明", "sensor", "sensors", "モーター", "ヴァイオリン", "x", "熱", "a", "of", "劣化", "診断",
+)
+_PHRASE_GLUE = (" ", "-", " - ", "、", "\n", "--", "", "", "の", " / ", "  ", "-\n", "を")
+
+
+def random_phrase_text(rng: np.random.Generator) -> str:
+    """Words of both scripts glued by what phrases span (one space or hyphen) and what they do not."""
+    parts = []
+    for _ in range(rng.integers(1, 40)):
+        parts.append(str(rng.choice(_PHRASE_WORDS)))
+        parts.append(str(rng.choice(_PHRASE_GLUE)))
+    return "".join(parts[: -1 if rng.random() < 0.5 else None])
+
+
+def test_phrases_are_matched_phrases_of_each_row() -> None:
+    rng = np.random.default_rng(29)
+    weights_of = np.array([0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 1e-3, 7.25])  # many equal weights
+    for _ in range(1500):
+        text = random_phrase_text(rng)
+        own = list(analysis.term_spans(text)[1])
+        terms = ["", *own, "absent", "~nowhere"]
+        pool = int(rng.integers(1, 20))
+        rows = int(rng.integers(1, 12))
+        term_ids = np.zeros((rows, pool), dtype=np.int32)
+        counts = rng.integers(0, min(pool, len(terms) - 1) + 1, rows).astype(np.int64)
+        weights = np.zeros((rows, pool), dtype=np.float64)
+        for row in range(rows):
+            term_ids[row, : counts[row]] = rng.choice(np.arange(1, len(terms)), counts[row], replace=False)
+            weights[row, : counts[row]] = rng.choice(weights_of, counts[row])
+        limit = int(rng.choice([6, 1, 3, 40]))
+        got = analysis.matched_phrases_of_rows(text, term_ids, counts, weights, terms, limit)
+        for row in range(rows):
+            shared = {terms[term_id]: weight for term_id, weight in zip(
+                term_ids[row, : counts[row]].tolist(), weights[row, : counts[row]].tolist(), strict=True)}
+            assert got[row] == analysis.matched_phrases(text, shared, rank=shared)[:limit], (text, shared)
+
+
+def test_phrases_refuse_spans_and_terms_beyond_their_arrays() -> None:
+    text = np.array([97, 32, 98], dtype=np.uint32)
+    starts, ends = np.array([0, 2], dtype=np.int64), np.array([1, 3], dtype=np.int64)
+    rows, counts, weights = np.array([[0, 1]], dtype=np.int64), np.array([2], dtype=np.int64), np.ones((1, 2))
+    offsets = np.array([0, 1, 2], dtype=np.int64)
+    found, bounds = kernels.phrases(text, starts, ends, offsets, rows, counts, weights, 6)
+    assert found.tolist() == [1] and bounds[0, 0].tolist() == [0, 3]  # "a b": one phrase across the space
+    with pytest.raises(IndexError):  # a span beyond the text
+        kernels.phrases(text, starts, ends + 1, offsets, rows, counts, weights, 6)
+    with pytest.raises(IndexError):  # term 2 has no offsets
+        kernels.phrases(text, starts, ends, offsets, rows + 1, counts, weights, 6)
+    with pytest.raises(IndexError):  # more terms than the row holds
+        kernels.phrases(text, starts, ends, offsets, rows, counts + 1, weights, 6)
+    with pytest.raises(ValueError):
+        kernels.phrases(text, starts, ends, offsets, rows, counts, weights[:, :1], 6)

@@ -38,13 +38,21 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain, repeat
 from operator import getitem, itemgetter
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from . import kernels
 from .lexicon import TECHNICAL_TERMS
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 CONCEPT_PREFIX = "~"
 PHRASE_OCCURRENCES = 3  # an explanation quotes a term from its first few places in the text
 _FIRST_OCCURRENCES = slice(PHRASE_OCCURRENCES)
 _START = itemgetter(1)
+_END = itemgetter(2)
 
 # Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
 # and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
@@ -408,3 +416,38 @@ def matched_phrases(text: str, shared: Iterable[str], rank: dict[str, float] | N
     # Heaviest first, then longest, then in the text's order: two stable sorts keyed by C functions
     # instead of a Python key making a tuple per phrase (the weights are finite: products of tf and idf).
     return sorted(longest_first, key=phrases.__getitem__, reverse=True)
+
+
+def matched_phrases_of_rows(
+    text: str, term_ids: npt.NDArray[np.int32], counts: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    terms: list[str], limit: int,
+) -> list[list[str]]:
+    """``matched_phrases(text, shared, rank=shared)[:limit]`` for each row of shared terms at once
+    (one text explained with several profiles): row ``r`` shares the terms ``terms[i]`` of its
+    first ``counts[r]`` ids of ``term_ids[r]``, of ``weights[r]`` (``shared`` in the row's order).
+
+    The text's spans are gathered once for the rows' terms, and one compiled pass
+    (kernels.phrases) merges, de-duplicates and orders each row's phrases as matched_phrases does,
+    as (start, end) pairs: only the phrases kept are sliced out of the text.
+    """
+    display, where = term_spans(text)
+    pool = term_ids.shape[1]
+    shared = np.arange(pool) < counts[:, None]
+    ids, rows = np.unique(term_ids[shared], return_inverse=True)
+    local = np.zeros(term_ids.shape, dtype=np.int64)
+    local[shared] = rows
+    # Each term's first tokens, as matched_phrases gathers them (a term the text lacks has none).
+    firsts = [where.get(term, ())[:PHRASE_OCCURRENCES] for term in map(terms.__getitem__, ids.tolist())]
+    offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, firsts), dtype=np.int64, count=len(firsts)), out=offsets[1:])
+    spans = list(chain.from_iterable(firsts))
+    starts = np.fromiter(map(_START, spans), dtype=np.int64, count=len(spans))
+    ends = np.fromiter(map(_END, spans), dtype=np.int64, count=len(spans))
+    # The code points (only compared with each other and with " " and "-"): utf-32, lone surrogates kept.
+    code_points = np.frombuffer(display.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    found, bounds = kernels.phrases(code_points, starts, ends, offsets, local, counts.astype(np.int64),
+                                    weights.astype(np.float64), limit)
+    return [
+        [display[start:end] for start, end in row_bounds[:count]]
+        for count, row_bounds in zip(found.tolist(), bounds.tolist(), strict=True)
+    ]

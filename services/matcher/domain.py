@@ -18,6 +18,7 @@ from itertools import repeat
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from shared.events import (
     Explanation,
@@ -34,7 +35,7 @@ from shared.reference import (
 )
 
 from . import kernels, scoring
-from .analysis import matched_phrases, weighted_counts_of_parts
+from .analysis import matched_phrases, matched_phrases_of_rows, weighted_counts_of_parts
 from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Slots, Vocabulary
 
 # How much each part of a profile counts towards its terms (the title says most about it).
@@ -253,26 +254,54 @@ class ProfileIndex:
         scores, *component_rows = rounded.tolist()
         names = list(ranked.components)
         component_values = list(zip(*component_rows, strict=True))  # a tuple per candidate
-        shared_of = self._shared_terms(query, other, ranked.slots[positions])
         query_side = NeedSide.of(query_profile) if isinstance(query_profile, NeedProfile) else None
+        pairs: list[tuple[SeedProfile, NeedSide]] = []
+        for _, seed_id, need_id in chosen:
+            seed, need = self.profiles[seed_id], self.profiles[need_id]
+            assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
+            pairs.append((seed, query_side or NeedSide.of(need)))
+        terms_of = self._explained_terms(query, other, ranked.slots[positions], pairs)
         top: list[Candidate] = []
         for i, (_, seed_id, need_id) in enumerate(chosen):
             # Plain floats from our own arrays: validating them (in pydantic's core) costs less than
             # model_construct's Python loop, and gives the same model.
             components = ScoreComponents(**dict(zip(names, component_values[i], strict=True)))
-            seed, need = self.profiles[seed_id], self.profiles[need_id]
-            assert isinstance(seed, SeedProfile) and isinstance(need, NeedProfile)
+            seed, side = pairs[i]
             top.append(Candidate(
                 seed_id=seed_id, need_id=need_id, score=scores[i],
-                explanation=explain(seed, query_side or need, shared_of[i], components), components=components,
+                explanation=_explanation(seed, side, terms_of[i], components), components=components,
             ))
         return top
 
-    def _shared_terms(self, query: Signature, other: KindIndex, slots: Slots) -> list[dict[str, float]]:
+    def _explained_terms(
+        self, query: Signature, other: KindIndex, slots: Slots, pairs: list[tuple[SeedProfile, NeedSide]],
+    ) -> list[list[str]]:
+        """Per slot, the phrases its explanation quotes (``explain``'s, exactly): the shared terms of
+        ``_shared_term_rows`` found in the quoted text (the need's, or the seed's for a confidential
+        need), all the slots quoting one text at once (one need's text for all its seeds)."""
+        counts, term_ids, weights = self._shared_term_rows(query, other, slots)
+        texts = [side.quoted_text if side.quoted_text is not None else display_text(seed) for seed, side in pairs]
+        terms = self.vocabulary.terms
+        if all(text is texts[0] for text in texts):  # one need quoted with all its seeds
+            return matched_phrases_of_rows(texts[0], term_ids, counts, weights, terms, MAX_EXPLAINED_TERMS)
+        rows_of: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            rows_of.setdefault(text, []).append(i)
+        terms_of: list[list[str]] = [[] for _ in texts]
+        for text, rows in rows_of.items():
+            for i, row_terms in zip(rows, matched_phrases_of_rows(
+                text, term_ids[rows], counts[rows], weights[rows], terms, MAX_EXPLAINED_TERMS,
+            ), strict=True):
+                terms_of[i] = row_terms
+        return terms_of
+
+    def _shared_term_rows(
+        self, query: Signature, other: KindIndex, slots: Slots,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
         """Per slot, the terms its signature shares with the query's, the heaviest first (at most
         ``EXPLAINED_TERM_POOL``), each with its weight in the text score: query weight × the
         profile's tf × idf, in double precision as the explanation ranks them. One pass over the
-        returned slots' rows at once.
+        returned slots' rows at once: how many, their ids and weights, a row per slot.
         """
         idf = self.vocabulary.idf()
         scratch = self.vocabulary.scratch
@@ -281,6 +310,12 @@ class ProfileIndex:
         counts, term_ids, weights = kernels.shared_terms(other.term_ids, other.tf, slots, idf, scratch,
                                                          EXPLAINED_TERM_POOL)
         scratch[query.term_ids] = 0.0
+        return counts, term_ids, weights
+
+    def _shared_terms(self, query: Signature, other: KindIndex, slots: Slots) -> list[dict[str, float]]:
+        """``_shared_term_rows`` as a dict per slot (term: weight, the heaviest first): ``explain``'s
+        ``shared``."""
+        counts, term_ids, weights = self._shared_term_rows(query, other, slots)
         terms = self.vocabulary.terms
         return [
             dict(zip([terms[term_id] for term_id in ids[:count]], row_weights[:count], strict=True))
@@ -359,6 +394,14 @@ def explain(
     side = need if isinstance(need, NeedSide) else NeedSide.of(need)
     quoted_text = side.quoted_text if side.quoted_text is not None else display_text(seed)
     terms = matched_phrases(quoted_text, shared, rank=shared)[:MAX_EXPLAINED_TERMS]
+    return _explanation(seed, side, terms, components)
+
+
+def _explanation(
+    seed: SeedProfile, side: NeedSide, terms: list[str], components: ScoreComponents | None,
+) -> Explanation:
+    """``explain``'s explanation once its phrases are known (ProfileIndex finds those of all its
+    candidates at once)."""
     shared_codes = [
         code for code in seed.classification_codes
         if (parts := classification_parts(code))[1] in side.groups or parts[0] in side.subclasses

@@ -366,6 +366,155 @@ def _check_rows(
         raise ValueError("signature rows: term ids, tf and weights disagree")
 
 
+
+_SPACE = 32  # " " and "-": a phrase goes on across one of them, and is stripped of them
+_HYPHEN = 45
+
+
+@_compiled
+def _phrases(
+    text: npt.NDArray[np.uint32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], counts: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float64], limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    n_rows, pool = rows.shape
+    found = np.zeros(n_rows, dtype=np.int64)
+    bounds = np.zeros((n_rows, max(limit, 0), 2), dtype=np.int64)
+    most = 0  # the spans of the longest row, for the scratch
+    for row in range(n_rows):
+        if counts[row] < 0 or counts[row] > pool:
+            raise IndexError("row count beyond the row")
+        spans = 0
+        for column in range(counts[row]):
+            term = rows[row, column]
+            if term < 0 or term + 1 >= len(offsets):
+                raise IndexError("term beyond the offsets")
+            spans += offsets[term + 1] - offsets[term]
+        most = max(most, spans)
+    span_start = np.empty(most, dtype=np.int64)
+    span_end = np.empty(most, dtype=np.int64)
+    span_weight = np.empty(most, dtype=np.float64)
+    phrase_start = np.empty(most, dtype=np.int64)
+    phrase_end = np.empty(most, dtype=np.int64)
+    phrase_weight = np.empty(most, dtype=np.float64)
+    chosen = np.empty(max(limit, 0), dtype=np.int64)
+    size = len(text)
+    for row in range(n_rows):
+        # The row's terms' spans in row order, each term's in its order; a stable sort by start.
+        n = 0
+        for column in range(counts[row]):
+            term = rows[row, column]
+            weight = weights[row, column]
+            for j in range(offsets[term], offsets[term + 1]):
+                if j < 0 or j >= len(starts) or j >= len(ends):
+                    raise IndexError("offset beyond the spans")
+                start, end = starts[j], ends[j]
+                if start < 0 or end > size or start > end:
+                    raise IndexError("span beyond the text")
+                position = n
+                while position > 0 and span_start[position - 1] > start:
+                    span_start[position] = span_start[position - 1]
+                    span_end[position] = span_end[position - 1]
+                    span_weight[position] = span_weight[position - 1]
+                    position -= 1
+                span_start[position] = start
+                span_end[position] = end
+                span_weight[position] = weight
+                n += 1
+        if n == 0:
+            continue
+        # Spans overlapping, touching or one space or hyphen apart merge into one phrase, of the
+        # weight of its heaviest span; phrases of the same text are one, of the larger weight, in
+        # the place of its first time (with a weight of at least 0).
+        phrases = 0
+        current_start, current_end, weight = span_start[0], span_end[0], span_weight[0]
+        for i in range(n + 1):
+            if i < n:
+                start = span_start[i]
+                if start <= current_end or (
+                    start == current_end + 1 and (text[current_end] == _SPACE or text[current_end] == _HYPHEN)
+                ):
+                    if span_end[i] > current_end:
+                        current_end = span_end[i]
+                    if span_weight[i] > weight:
+                        weight = span_weight[i]
+                    continue
+            first, last = current_start, current_end  # stripped of spaces and hyphens at both ends
+            while first < last and (text[first] == _SPACE or text[first] == _HYPHEN):
+                first += 1
+            while last > first and (text[last - 1] == _SPACE or text[last - 1] == _HYPHEN):
+                last -= 1
+            length = last - first
+            if length > 1:
+                same = -1
+                for k in range(phrases):
+                    if phrase_end[k] - phrase_start[k] == length:
+                        equal = True
+                        for c in range(length):
+                            if text[phrase_start[k] + c] != text[first + c]:
+                                equal = False
+                                break
+                        if equal:
+                            same = k
+                            break
+                known = phrase_weight[same] if same >= 0 else 0.0
+                if weight >= known:
+                    if same >= 0:
+                        phrase_weight[same] = weight
+                    else:
+                        phrase_start[phrases] = first
+                        phrase_end[phrases] = last
+                        phrase_weight[phrases] = weight
+                        phrases += 1
+            if i < n:
+                current_start, current_end, weight = span_start[i], span_end[i], span_weight[i]
+        # The first ``limit`` phrases, the heaviest first, then the longest, then the first met.
+        kept = 0
+        for k in range(phrases):
+            weight = phrase_weight[k]
+            length = phrase_end[k] - phrase_start[k]
+            position = kept
+            while position > 0:
+                other = chosen[position - 1]
+                other_weight = phrase_weight[other]
+                if other_weight < weight or (
+                    other_weight == weight and phrase_end[other] - phrase_start[other] < length
+                ):
+                    position -= 1
+                else:
+                    break
+            if position >= limit:
+                continue
+            for moved in range(min(kept, limit - 1), position, -1):
+                chosen[moved] = chosen[moved - 1]
+            chosen[position] = k
+            kept = min(kept + 1, limit)
+        found[row] = kept
+        for k in range(kept):
+            bounds[row, k, 0] = phrase_start[chosen[k]]
+            bounds[row, k, 1] = phrase_end[chosen[k]]
+    return found, bounds
+
+
+def phrases(
+    text: npt.NDArray[np.uint32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], counts: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float64], limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """analysis.matched_phrases(text, shared, rank=shared)[:limit] of several rows of shared terms
+    at once, as (start, end) of each phrase in ``text`` (code points): per row, how many phrases
+    and their bounds, ``limit`` pairs a row.
+
+    Term ``t``'s spans are ``starts[offsets[t]:offsets[t + 1]]`` (and ``ends``); row ``r`` shares
+    its first ``counts[r]`` terms of ``rows[r]``, of ``weights[r]``. The same comparisons in the
+    same order as matched_phrases: spans sorted by start (stably), merged across one space or
+    hyphen, stripped of spaces and hyphens, one code point dropped, one phrase per text (of its
+    heaviest weight, where it first came), the heaviest first, then the longest, then the first.
+    """
+    if rows.shape != weights.shape or len(counts) != len(rows) or not len(offsets):
+        raise ValueError("phrases: rows, weights, counts and offsets disagree")
+    return _phrases(text, starts, ends, offsets, rows, counts, weights, limit)
+
 # The rows of ``rescore``'s result: the score, then the components in the order Ranked.components holds them.
 RESCORE_ROWS = ("score", "text", "classification", "fields", "relevance", "form", "stage", "region", "freshness")
 # Ages (days) the freshness table holds: 0 .. FRESHNESS_DAYS - 1 (about 90 years); an older profile
@@ -551,6 +700,9 @@ def warm_up() -> None:
     ones = np.ones(2, dtype=np.float32)
     text_similarity(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0)
     shared_terms(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 16)
+    spans = np.array([0, 2], dtype=np.int64)
+    phrases(np.array([97, 32, 98], dtype=np.uint32), spans, spans + 1, spans, np.zeros((2, 3), dtype=np.int64),
+            np.ones(2, dtype=np.int64), np.ones((2, 3), dtype=np.float64), 6)
     small = np.ones(2, dtype=np.int8)
     days = np.ones(2, dtype=np.int32)
     rescore(term_ids, np.ones((2, 3), dtype=np.float16), np.array([1], dtype=np.int64), ones, ones, 1.0, codes[:2],
