@@ -471,3 +471,34 @@ def test_phrases_refuse_spans_and_terms_beyond_their_arrays() -> None:
         kernels.phrases(text, starts, ends, offsets, rows, counts + 1, weights, 6)
     with pytest.raises(ValueError):
         kernels.phrases(text, starts, ends, offsets, rows, counts, weights[:, :1], 6)
+
+
+def test_best_orders_as_lexsort_and_the_loop_of_top_did() -> None:
+    rng = np.random.default_rng(31)
+    for round_number in range(2000):
+        size = int(rng.integers(0, 400))
+        scores = rng.random(size).astype(np.float32)
+        if round_number % 2:  # many equal scores
+            scores = (np.round(scores * 7, 1) / 7).astype(np.float32)
+        scores[rng.random(size) < 0.2] = 0.0
+        slots = rng.permutation(100_000)[:size].astype(np.int64)
+        min_score, count = float(rng.choice([0.0, 0.3, 0.31])), int(rng.integers(0, 30))
+        order = np.lexsort((slots, -scores)).tolist()
+        reference = [p for p in order if not (float(scores[p]) <= 0 or float(scores[p]) < min_score)]
+        result = kernels.best(scores, slots, min_score, count)
+        assert result is not None
+        assert result[0].tolist() == reference[:count] and result[1] == (len(reference) > count)
+    assert kernels.best(np.array([0.5, np.nan], dtype=np.float32), np.arange(2, dtype=np.int64), 0.0, 1) is None
+
+
+def test_published_is_numpys_round_to_4_decimals() -> None:
+    rng = np.random.default_rng(37)
+    table = rng.random((9, 5000)).astype(np.float32)
+    table[0, :100] = np.arange(100, dtype=np.float32) / 20000  # halves at the fifth decimal
+    table[1, :100] = 0.0
+    table[2, :10] = np.float32(1.0)
+    table[3, :100] = (rng.random(100) * 1e-38).astype(np.float32)
+    positions = rng.permutation(5000)[:300].astype(np.int64)
+    positions[:100] = np.arange(100)
+    reference = np.round(table[:, positions].astype(np.float64), 4)
+    assert kernels.published(table, positions).tobytes() == reference.tobytes()

@@ -234,23 +234,33 @@ class ProfileIndex:
         self, query_profile: SeedProfile | NeedProfile, query: Signature, other: KindIndex, ranked: Ranked,
         limit: int, min_score: float, exclude: frozenset[tuple[str, str]] | set[tuple[str, str]],
     ) -> list[Candidate]:
-        order = np.lexsort((ranked.slots, -ranked.scores))
         query_is_need = isinstance(query_profile, NeedProfile)
         chosen: list[tuple[int, str, str]] = []
-        for position in order.tolist():
-            score = float(ranked.scores[position])
+        best = kernels.best(ranked.scores, ranked.slots, min_score, limit)
+        if best is not None and best[1] and exclude:  # pairs left out: perhaps more are needed
+            best = kernels.best(ranked.scores, ranked.slots, min_score, len(ranked.scores))
+        # Positions by (-score, slot), of scores above 0 and at least min_score only (NaN: numpy sorts).
+        order = best[0] if best is not None else np.lexsort((ranked.slots, -ranked.scores))
+        slots = ranked.slots[order].tolist()
+        for position, slot, score in zip(order.tolist(), slots, ranked.scores[order].tolist(), strict=True):
             if score <= 0 or score < min_score or len(chosen) >= limit:
                 break
-            other_id = other.ids[int(ranked.slots[position])]
+            other_id = other.ids[slot]
             assert other_id is not None
             seed_id, need_id = (other_id, query_profile.id) if query_is_need else (query_profile.id, other_id)
             if (seed_id, need_id) not in exclude:
                 chosen.append((position, seed_id, need_id))
         if not chosen:
             return []
-        positions = [position for position, _, _ in chosen]
+        positions = np.array([position for position, _, _ in chosen], dtype=np.int64)
         # The score and its components rounded as published, in one array: a row each.
-        rounded = np.round(np.stack([ranked.scores, *ranked.components.values()])[:, positions].astype(np.float64), 4)
+        rounded: np.ndarray
+        if ranked.table is not None:
+            rounded = kernels.published(ranked.table, positions)
+        else:
+            rounded = np.round(
+                np.stack([ranked.scores, *ranked.components.values()])[:, positions].astype(np.float64), 4
+            )
         scores, *component_rows = rounded.tolist()
         names = list(ranked.components)
         component_values = list(zip(*component_rows, strict=True))  # a tuple per candidate

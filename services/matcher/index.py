@@ -137,6 +137,8 @@ class Ranked:
     slots: Slots
     scores: Floats
     components: dict[str, Floats]
+    # The score and the components as rows of one array (kernels.RESCORE_ROWS), when they came so.
+    table: npt.NDArray[np.float32] | None = None
 
 
 def _grown(column: np.ndarray, capacity: int) -> np.ndarray:
@@ -386,7 +388,8 @@ class KindIndex:
             return self.score_numpy(query, query_is_need, slots, idf, today)
         scores, *components = rows
         return Ranked(
-            slots=slots, scores=scores, components=dict(zip(kernels.RESCORE_ROWS[1:], components, strict=True))
+            slots=slots, scores=scores, components=dict(zip(kernels.RESCORE_ROWS[1:], components, strict=True)),
+            table=rows,
         )
 
     def score_numpy(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:

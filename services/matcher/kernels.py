@@ -684,6 +684,70 @@ def rescore(
     return None if beyond else out
 
 
+@_compiled
+def _best(
+    scores: npt.NDArray[np.float32], slots: npt.NDArray[np.int64], min_score: float, count: int
+) -> tuple[npt.NDArray[np.int64], bool, bool]:
+    positions = np.empty(max(min(count, len(scores)), 0), dtype=np.int64)
+    size = 0
+    more = False
+    for i in range(len(scores)):
+        score = scores[i]
+        if score != score:  # NaN: lexsort puts it last, where the caller's loop would still take it
+            return positions[:0], False, False
+        if not (score > 0 and np.float64(score) >= min_score):
+            continue
+        slot = slots[i]
+        # insertion among the best so far: the higher score first, among equal scores the lower slot
+        place = size
+        while place > 0 and (
+            scores[positions[place - 1]] < score
+            or (scores[positions[place - 1]] == score and slots[positions[place - 1]] > slot)
+        ):
+            place -= 1
+        if place >= len(positions):
+            more = True
+            continue
+        if size == len(positions):
+            more = True
+        else:
+            size += 1
+        for j in range(size - 1, place, -1):
+            positions[j] = positions[j - 1]
+        positions[place] = i
+    return positions[:size], more, True
+
+
+def best(
+    scores: npt.NDArray[np.float32], slots: npt.NDArray[np.int64], min_score: float, count: int
+) -> tuple[npt.NDArray[np.int64], bool] | None:
+    """The positions of the ``count`` best ``scores`` above 0 and at least ``min_score``, ordered by
+    (-score, slot) as ``np.lexsort((slots, -scores))`` orders them, and whether more such scores
+    were left out; None when a score is NaN (the caller then sorts with numpy)."""
+    if len(scores) != len(slots):
+        raise ValueError("a slot per score")
+    positions, more, ordered = _best(scores, slots, min_score, count)
+    return (positions, more) if ordered else None
+
+
+@_compiled
+def _published(table: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    rounded = np.empty((table.shape[0], len(positions)), dtype=np.float64)
+    for column in range(len(positions)):
+        position = positions[column]
+        if position < 0 or position >= table.shape[1]:
+            raise IndexError("position beyond the table")
+        for row in range(table.shape[0]):
+            rounded[row, column] = np.rint(np.float64(table[row, position]) * 10000.0) / 10000.0
+    return rounded
+
+
+def published(table: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``np.round(table[:, positions].astype(np.float64), 4)``: the score and components as published
+    (numpy rounds to 4 decimals by multiplying by 10⁴, rounding half to even and dividing)."""
+    return _published(table, positions)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -709,3 +773,5 @@ def warm_up() -> None:
             codes[:2], codes[0], codes[0], np.ones(2, dtype=np.uint32), 1, np.ones(2, dtype=np.uint8),
             np.ones(2, dtype=np.int16), small, small, small, days, days, np.ones(2, dtype=np.bool_), 1, 1, 1, 1, 1, 1,
             True, 2)
+    best(ones, np.array([1, 0], dtype=np.int64), 0.0, 1)
+    published(np.ones((2, 3), dtype=np.float32), np.array([1], dtype=np.int64))
