@@ -49,8 +49,10 @@ from services.matcher import kernels
 from services.matcher.analysis import normalise
 from services.matcher.domain import ProfileIndex
 from services.matcher.lexicon import TECHNICAL_TERMS
+from services.matcher.settings import MatcherSettings
 from shared.events import NeedProfile, SeedProfile
 from shared.reference import PREFECTURES, TECHNOLOGY_FIELDS, CollaborationForm, CompanySize
+from shared.service import tune_collector
 
 TOPICS = 3000
 JAPANESE_SHARE = 0.7
@@ -314,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     assert normalise("Ａ") == "a"  # the analyser imports and works before the clock starts
+    # The collector as the matcher's process has it (MATCHNET_GC_YOUNG_THRESHOLD; 700 is Python's own).
+    tune_collector(MatcherSettings().gc_young_threshold)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -349,8 +350,16 @@ def _health_router() -> APIRouter:
     return router
 
 
+def tune_collector(young_threshold: int) -> None:
+    """Set the garbage collector's young-generation threshold (``MATCHNET_GC_YOUNG_THRESHOLD``); the
+    older generations keep their ratios. Process-wide: a service calls it once, at start."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
+
+
 def serve(app_path: str, settings: ServiceSettings) -> None:
     """Run one service with uvicorn on its configured host and port, draining on SIGTERM (see above)."""
+    tune_collector(settings.gc_young_threshold)
     config = uvicorn.Config(
         app_path, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
         access_log=False, log_config=None,  # our JSON lines (shared.telemetry.configure_logging)
