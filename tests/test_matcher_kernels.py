@@ -502,3 +502,30 @@ def test_published_is_numpys_round_to_4_decimals() -> None:
     positions[:100] = np.arange(100)
     reference = np.round(table[:, positions].astype(np.float64), 4)
     assert kernels.published(table, positions).tobytes() == reference.tobytes()
+
+
+def test_count_terms_and_postings_are_numpys_fancy_increments() -> None:
+    rng = np.random.default_rng(41)
+    for round_number in range(500):
+        size = int(rng.integers(1, 3000))
+        df = rng.integers(0, 50, size).astype(np.int32)
+        lengths = rng.integers(0, 50, size).astype(np.int32)
+        count = int(rng.integers(0, min(size, 96) + 1))
+        row = np.zeros(96, dtype=np.int32)  # a signature's row: distinct ids, then padding zeros
+        row[:count] = rng.permutation(size)[:count]
+        delta = 1 if round_number % 2 else -1
+        reference = df.copy()
+        reference[row[row > 0]] += delta
+        kernels.count_terms(df, row, delta)
+        assert df.tobytes() == reference.tobytes()
+        term_ids = row[:count][row[:count] > 0]
+        reference = lengths.copy()
+        reference[term_ids] += 1
+        assert kernels.count_postings(lengths, term_ids)
+        assert lengths.tobytes() == reference.tobytes()
+    lengths = np.zeros(5, dtype=np.int32)
+    assert not kernels.count_postings(lengths, np.array([1, 5], dtype=np.int32))  # beyond: nothing counted
+    assert not lengths.any()
+    assert kernels.count_postings(lengths, np.array([-1], dtype=np.int32)) and lengths[4] == 1  # as numpy wraps
+    with pytest.raises(IndexError):
+        kernels.count_terms(np.zeros(5, dtype=np.int32), np.array([2, 5], dtype=np.int32), 1)

@@ -170,15 +170,18 @@ class ProfileIndex:
         vocabulary = self.vocabulary
         terms = list(document.counts)
         ids = list(map(vocabulary.ids.get, terms, repeat(0, len(terms))))  # 0: a term new to the vocabulary
-        df = vocabulary.df[np.array(ids, dtype=np.int64)]
-        tf = np.array(list(document.counts.values()), dtype=np.float32)
+        id_array = np.array(ids, dtype=np.int64)
+        df = vocabulary.df[id_array]
+        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
         tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
         weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
+        lightness = -weights
         if len(terms) > MAX_DOC_TERMS:
-            kept = np.argpartition(-weights, MAX_DOC_TERMS)[:MAX_DOC_TERMS]
+            kept = np.argpartition(lightness, MAX_DOC_TERMS)[:MAX_DOC_TERMS]
+            kept = kept[np.lexsort((kept, lightness[kept]))]
         else:
-            kept = np.arange(len(terms))
-        kept = kept[np.lexsort((kept, -weights[kept]))]
+            kept = np.lexsort((np.arange(len(terms)), lightness))
+        kept_ids = id_array[kept]
         profile = document.profile
         groups = [vocabulary.id_of("ipc:" + group) for _, group in document.classification if group]
         subclasses = [vocabulary.id_of("ipc:" + subclass) for subclass, _ in document.classification]
@@ -188,8 +191,12 @@ class ProfileIndex:
         else:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
+        if kept_ids.all():  # every kept term known to the vocabulary already
+            term_ids = kept_ids.astype(np.int32)
+        else:  # new terms get their ids in the order they are kept (after the codes')
+            term_ids = np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32)
         return Signature(
-            term_ids=np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+            term_ids=term_ids,
             tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
             groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -85,7 +88,8 @@ class Vocabulary:
         return term_id
 
     def count(self, term_ids: npt.NDArray[np.int32], delta: int) -> None:
-        self.df[term_ids[term_ids > 0]] += delta
+        """``df`` of each term id (above 0, each held once) moved by ``delta``, and the documents."""
+        kernels.count_terms(self.df, term_ids, delta)
         self.documents += delta
         self._idf_dirty = True
 
@@ -225,15 +229,19 @@ class KindIndex:
         idf = np.log1p((vocabulary.documents + 1) / (vocabulary.df[signature.term_ids] + 1.0)).astype(np.float32)
         weights = signature.tf * idf
         self.norm[slot] = max(float(np.sqrt(weights @ weights)), 1e-3)
-        self.vocabulary.count(self.term_ids[slot], +1)
-        if len(signature.term_ids) and int(signature.term_ids.max()) >= len(self.posting_lengths):
-            self.posting_lengths = _grown(self.posting_lengths, 2 * int(signature.term_ids.max()) + 1)
-        self.posting_lengths[signature.term_ids] += 1  # a signature holds each term once
-        for term_id in signature.term_ids.tolist():
-            postings = self.postings.get(term_id)
-            if postings is None:
-                postings = self.postings[term_id] = array("i")
-            postings.append(slot)
+        vocabulary.count(self.term_ids[slot], +1)
+        # a signature holds each term once
+        if not kernels.count_postings(self.posting_lengths, signature.term_ids):
+            if len(signature.term_ids) and int(signature.term_ids.max()) >= len(self.posting_lengths):
+                self.posting_lengths = _grown(self.posting_lengths, 2 * int(signature.term_ids.max()) + 1)
+            self.posting_lengths[signature.term_ids] += 1
+        term_ids = signature.term_ids.tolist()
+        postings_of = self.postings
+        found = list(map(postings_of.get, term_ids))
+        lists = cast(list[array], found) if None not in found else [  # else terms new to these postings
+            postings_of.setdefault(term_id, array("i")) for term_id in term_ids
+        ]
+        deque(map(array.append, lists, repeat(slot)), maxlen=0)  # the slot appended to each, in C
         for code in {*signature.groups[:MAX_CODES], *signature.subclasses[:MAX_CODES]}:
             postings = self.code_postings.get(code)
             if postings is None:
@@ -258,8 +266,8 @@ class KindIndex:
         used = self.term_ids[slot] > 0
         return Signature(
             term_ids=self.term_ids[slot][used].copy(), tf=self.tf[slot][used].astype(np.float32),
-            fields=int(self.fields[slot]), groups=[int(g) for g in self.groups[slot] if g],
-            subclasses=[int(s) for s in self.subclasses[slot] if s], forms=int(self.forms[slot]),
+            fields=int(self.fields[slot]), groups=[g for g in self.groups[slot].tolist() if g],
+            subclasses=[s for s in self.subclasses[slot].tolist() if s], forms=int(self.forms[slot]),
             stage=int(self.stage[slot]), prefecture=int(self.prefecture[slot]), block=int(self.block[slot]),
             size=int(self.size[slot]), updated_day=int(self.updated_day[slot]),
             expires_day=int(self.expires_day[slot]),

@@ -748,6 +748,41 @@ def published(table: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]) 
     return _published(table, positions)
 
 
+@_compiled
+def _count_terms(df: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32], delta: int) -> None:
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        if term_id > 0:
+            if term_id >= len(df):  # numba does not check bounds: fail as numpy would
+                raise IndexError("term id beyond the document frequencies")
+            df[term_id] += delta
+
+
+def count_terms(df: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32], delta: int) -> None:
+    """``df[term_ids[term_ids > 0]] += delta`` for term ids each held once (a signature's row, padding
+    zeros included): a document frequency per term id, changed in place."""
+    _count_terms(df, term_ids, delta)
+
+
+@_compiled
+def _count_postings(lengths: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32]) -> bool:
+    size = len(lengths)
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        if term_id >= size or term_id < -size:
+            return False
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        lengths[term_id + size if term_id < 0 else term_id] += 1
+    return True
+
+
+def count_postings(lengths: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32]) -> bool:
+    """``lengths[term_ids] += 1`` for term ids each held once, when every one is within ``lengths``
+    (True); nothing changed and False when one is not (the caller grows ``lengths`` first)."""
+    return bool(_count_postings(lengths, term_ids))
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -775,3 +810,6 @@ def warm_up() -> None:
             True, 2)
     best(ones, np.array([1, 0], dtype=np.int64), 0.0, 1)
     published(np.ones((2, 3), dtype=np.float32), np.array([1], dtype=np.int64))
+    frequencies = np.zeros(3, dtype=np.int32)
+    count_terms(frequencies, term_ids[0], 1)
+    count_postings(frequencies, term_ids[0])
