@@ -36,7 +36,7 @@ from shared.reference import (
 
 from . import kernels, scoring
 from .analysis import matched_phrases, matched_phrases_of_rows, weighted_counts_of_parts
-from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Slots, Vocabulary
+from .index import MAX_DOC_TERMS, NO_EXPIRY, Floats, KindIndex, Ranked, Signature, Slots, Vocabulary
 
 # How much each part of a profile counts towards its terms (the title says most about it).
 TITLE_WEIGHT = 3.0
@@ -157,7 +157,8 @@ class ProfileIndex:
             if document is None or _day(profile.expires_on) < self.today().toordinal():
                 return
             self.profiles[profile.id] = profile
-            self.kinds[kind].add(profile.id, self.signature_of(document))
+            signature, weights, plain = self._signature_and_weights(document)
+            self.kinds[kind].add(profile.id, signature, weights=weights, remember=plain)
 
     def remove(self, profile_id: str) -> None:
         with self._lock:
@@ -167,6 +168,12 @@ class ProfileIndex:
 
     def signature_of(self, document: Document) -> Signature:
         """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
+        return self._signature_and_weights(document)[0]
+
+    def _signature_and_weights(self, document: Document) -> tuple[Signature, Floats, bool]:
+        """``signature_of``, with the kept terms' tf × idf (what ``KindIndex.add`` computes the norm
+        of, while the vocabulary has not changed) and whether every kept term was known already (then
+        the signature is what ``KindIndex.signature`` reads back, its tf rounded as stored aside)."""
         vocabulary = self.vocabulary
         terms = list(document.counts)
         ids = list(map(vocabulary.ids.get, terms, repeat(0, len(terms))))  # 0: a term new to the vocabulary
@@ -191,11 +198,12 @@ class ProfileIndex:
         else:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
-        if kept_ids.all():  # every kept term known to the vocabulary already
+        known = bool(kept_ids.all())
+        if known:  # every kept term known to the vocabulary already
             term_ids = kept_ids.astype(np.int32)
         else:  # new terms get their ids in the order they are kept (after the codes')
             term_ids = np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32)
-        return Signature(
+        signature = Signature(
             term_ids=term_ids,
             tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
@@ -205,6 +213,7 @@ class ProfileIndex:
             block=scoring.BLOCK_CODE[prefecture.block] if prefecture else 0,
             size=size, updated_day=profile.updated_at.date().toordinal(), expires_day=_day(profile.expires_on),
         )
+        return signature, weights[kept], known
 
     def rank(
         self, profile_id: str, limit: int, min_score: float, *,

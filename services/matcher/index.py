@@ -31,7 +31,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import cast
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -162,6 +162,9 @@ class KindIndex:
     postings: dict[int, array] = field(default_factory=dict)
     code_postings: dict[int, array] = field(default_factory=dict)
     dead: int = 0
+    # (profile id, slot, signature) of the last profile added with ``remember``: ``signature`` answers
+    # from it until the slot is removed or moved (the query of the ranking that follows an upsert).
+    _recent: tuple[str, int, Signature] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         c = self.capacity
@@ -203,9 +206,18 @@ class KindIndex:
         postings += sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.code_postings.values())
         return columns + postings
 
-    def add(self, profile_id: str, signature: Signature) -> None:
+    def add(
+        self, profile_id: str, signature: Signature, *, weights: Floats | None = None, remember: bool = False,
+    ) -> None:
+        """Store ``signature`` in a new slot (replacing the profile's previous one).
+
+        ``weights``: its tf × idf as ``ProfileIndex.signature_of`` computed them, the vocabulary unchanged
+        since (the norm's weights, not computed again). ``remember``: the signature holds term ids above 0
+        and plain ints that its columns hold as they are, so ``signature(profile_id)`` can be built from it.
+        """
         if profile_id in self.slot_of:
             self.remove(profile_id)
+            weights = None  # the vocabulary has just changed
         slot = len(self.ids)
         if slot >= self.capacity:
             self._grow(self.capacity * 2)
@@ -226,8 +238,9 @@ class KindIndex:
         self.updated_day[slot] = signature.updated_day
         self.expires_day[slot] = signature.expires_day
         vocabulary = self.vocabulary
-        idf = np.log1p((vocabulary.documents + 1) / (vocabulary.df[signature.term_ids] + 1.0)).astype(np.float32)
-        weights = signature.tf * idf
+        if weights is None:
+            idf = np.log1p((vocabulary.documents + 1) / (vocabulary.df[signature.term_ids] + 1.0)).astype(np.float32)
+            weights = signature.tf * idf
         self.norm[slot] = max(float(np.sqrt(weights @ weights)), 1e-3)
         vocabulary.count(self.term_ids[slot], +1)
         # a signature holds each term once
@@ -237,21 +250,25 @@ class KindIndex:
             self.posting_lengths[signature.term_ids] += 1
         term_ids = signature.term_ids.tolist()
         postings_of = self.postings
-        found = list(map(postings_of.get, term_ids))
-        lists = cast(list[array], found) if None not in found else [  # else terms new to these postings
-            postings_of.setdefault(term_id, array("i")) for term_id in term_ids
-        ]
+        try:  # (a tuple from 2 ids on)
+            lists = itemgetter(*term_ids)(postings_of) if len(term_ids) > 1 else ()
+        except KeyError:  # terms new to these postings
+            lists = ()
+        if len(lists) != len(term_ids):
+            lists = tuple(postings_of.setdefault(term_id, array("i")) for term_id in term_ids)
         deque(map(array.append, lists, repeat(slot)), maxlen=0)  # the slot appended to each, in C
         for code in {*signature.groups[:MAX_CODES], *signature.subclasses[:MAX_CODES]}:
             postings = self.code_postings.get(code)
             if postings is None:
                 postings = self.code_postings[code] = array("i")
             postings.append(slot)
+        self._recent = (profile_id, slot, signature) if remember and k <= MAX_DOC_TERMS else None
 
     def remove(self, profile_id: str) -> None:
         slot = self.slot_of.pop(profile_id, None)
         if slot is None:
             return
+        self._recent = None
         self.vocabulary.count(self.term_ids[slot], -1)
         self.alive[slot] = False
         self.ids[slot] = None
@@ -263,6 +280,16 @@ class KindIndex:
         slot = self.slot_of.get(profile_id)
         if slot is None:
             return None
+        recent = self._recent
+        if recent is not None and recent[0] == profile_id and recent[1] == slot:
+            stored = recent[2]
+            return Signature(  # the same values as read from the row below
+                term_ids=stored.term_ids.copy(), tf=self.tf[slot, : len(stored.term_ids)].astype(np.float32),
+                fields=stored.fields, groups=[g for g in stored.groups[:MAX_CODES] if g],
+                subclasses=[s for s in stored.subclasses[:MAX_CODES] if s], forms=stored.forms, stage=stored.stage,
+                prefecture=stored.prefecture, block=stored.block, size=stored.size,
+                updated_day=stored.updated_day, expires_day=stored.expires_day,
+            )
         used = self.term_ids[slot] > 0
         return Signature(
             term_ids=self.term_ids[slot][used].copy(), tf=self.tf[slot][used].astype(np.float32),
@@ -290,6 +317,7 @@ class KindIndex:
             kept[: len(live)] = column[live]
             setattr(self, name, kept)
         self.ids = [self.ids[int(slot)] for slot in live]
+        self._recent = None
         self.slot_of = {profile_id: slot for slot, profile_id in enumerate(self.ids) if profile_id is not None}
         for table in (self.postings, self.code_postings):
             for key in list(table):
