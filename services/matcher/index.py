@@ -320,16 +320,25 @@ class KindIndex:
         self._recent = None
         self.slot_of = {profile_id: slot for slot, profile_id in enumerate(self.ids) if profile_id is not None}
         for table in (self.postings, self.code_postings):
-            for key in list(table):
-                slots = remap[np.frombuffer(table[key], dtype=np.int32)]
-                slots = slots[slots >= 0]
-                if len(slots):
-                    table[key] = array("i", slots.tobytes())
+            if not table:
+                continue
+            keys, lists = list(table), list(table.values())
+            slots, lengths = kernels.remapped_postings(
+                np.frombuffer(b"".join(lists), dtype=np.int32),
+                np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), remap,
+            )
+            data = slots.tobytes()
+            end = 0
+            for key, length in zip(keys, lengths.tolist(), strict=True):
+                if length:
+                    start, end = end, end + 4 * length
+                    table[key] = array("i", data[start:end])
                 else:
                     del table[key]
         self.posting_lengths[:] = 0
-        for term_id, postings in self.postings.items():
-            self.posting_lengths[term_id] = len(postings)
+        self.posting_lengths[np.fromiter(self.postings, dtype=np.int64, count=len(self.postings))] = np.fromiter(
+            map(len, self.postings.values()), dtype=np.int32, count=len(self.postings)
+        )
         self.dead = 0
 
     # ---- ranking -------------------------------------------------------------------------------

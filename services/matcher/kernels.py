@@ -783,6 +783,41 @@ def count_postings(lengths: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int3
     return bool(_count_postings(lengths, term_ids))
 
 
+@_compiled
+def _remapped_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], remap: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    size = len(remap)
+    kept = np.empty(len(entries), dtype=np.int32)
+    kept_lengths = np.empty(len(lengths), dtype=np.int64)
+    position = 0
+    out = 0
+    for number in range(len(lengths)):
+        start = out
+        for entry in range(position, position + lengths[number]):
+            slot = entries[entry]
+            if slot < -size or slot >= size:  # numba does not check bounds: fail as numpy would
+                raise IndexError("postings entry beyond the slots")
+            new_slot = remap[slot + size if slot < 0 else slot]
+            if new_slot >= 0:
+                kept[out] = new_slot
+                out += 1
+        kept_lengths[number] = out - start
+        position += lengths[number]
+    return kept[:out], kept_lengths
+
+
+def remapped_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], remap: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Postings lists (``entries``, ``lengths[i]`` of list ``i`` one after the other) renumbered by
+    ``remap`` (slot -> new slot, -1: dropped), the dropped left out: per list what
+    ``slots = remap[entries_of_list]; slots[slots >= 0]`` gives, one after the other, and the lengths."""
+    if int(lengths.sum()) != len(entries):
+        raise ValueError("postings: lengths and entries disagree")
+    return _remapped_postings(entries, lengths, remap)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -813,3 +848,4 @@ def warm_up() -> None:
     frequencies = np.zeros(3, dtype=np.int32)
     count_terms(frequencies, term_ids[0], 1)
     count_postings(frequencies, term_ids[0])
+    remapped_postings(entries, lengths, np.array([0, -1, 1, 2] * 40, dtype=np.int32))
