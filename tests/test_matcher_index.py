@@ -9,7 +9,7 @@ from unittest.mock import patch
 import numpy as np
 
 from services.matcher import index as index_module
-from services.matcher.domain import Candidate, ProfileIndex
+from services.matcher.domain import Candidate, ProfileIndex, _heaviest, _sublinear
 from services.matcher.index import KindIndex
 from tests.factories import need_profile, seed_profile
 
@@ -96,3 +96,29 @@ def test_compaction_keeps_the_postings_lengths_and_the_rankings() -> None:
         after = [listed(index.rank(f"need_{i:03d}", 10, 0.0)) for i in range(6)]
     assert after == before
     assert all(seed_id != "seed_000" for ranked in after for seed_id, _ in ranked)
+
+
+def test_heaviest_and_sublinear_are_the_numpy_they_replace() -> None:
+    rng = np.random.default_rng(43)
+    for round_number in range(3000):
+        size = int(rng.integers(0, 300))
+        weights = rng.random(size).astype(np.float32) * 5
+        if round_number % 3 == 0:  # many ties, at the cut too
+            weights = np.round(weights).astype(np.float32)
+        if round_number % 7 == 0 and size:
+            weights[rng.integers(0, size, 3)] = 0.0  # -0.0 and 0.0 once negated
+            weights[rng.integers(0, size)] = -0.0
+            weights[rng.integers(0, size)] = np.inf
+        if round_number % 11 == 0 and size:
+            weights[rng.integers(0, size)] = np.nan
+        lightness = -weights
+        kept = np.argpartition(lightness, 96)[:96] if size > 96 else np.arange(size)
+        reference = kept[np.lexsort((kept, lightness[kept]))]
+        assert _heaviest(lightness, 96).tolist() == reference.tolist()
+        counts = np.round(rng.random(size) * 20, 1).astype(np.float32)
+        if round_number % 2:
+            counts = np.maximum(counts, 1).astype(np.float32)
+        if round_number % 13 == 0 and size:
+            counts[0] = np.nan
+        reference_tf = np.where(counts >= 1, 1.0 + np.log(np.maximum(counts, 1e-9)), counts).astype(np.float32)
+        assert _sublinear(counts.copy()).tobytes() == reference_tf.tobytes()

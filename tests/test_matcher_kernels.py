@@ -502,3 +502,51 @@ def test_published_is_numpys_round_to_4_decimals() -> None:
     positions[:100] = np.arange(100)
     reference = np.round(table[:, positions].astype(np.float64), 4)
     assert kernels.published(table, positions).tobytes() == reference.tobytes()
+
+
+def test_count_terms_and_postings_are_numpys_fancy_increments() -> None:
+    rng = np.random.default_rng(41)
+    for round_number in range(500):
+        size = int(rng.integers(1, 3000))
+        df = rng.integers(0, 50, size).astype(np.int32)
+        lengths = rng.integers(0, 50, size).astype(np.int32)
+        count = int(rng.integers(0, min(size, 96) + 1))
+        row = np.zeros(96, dtype=np.int32)  # a signature's row: distinct ids, then padding zeros
+        row[:count] = rng.permutation(size)[:count]
+        delta = 1 if round_number % 2 else -1
+        reference = df.copy()
+        reference[row[row > 0]] += delta
+        kernels.count_terms(df, row, delta)
+        assert df.tobytes() == reference.tobytes()
+        term_ids = row[:count][row[:count] > 0]
+        reference = lengths.copy()
+        reference[term_ids] += 1
+        assert kernels.count_postings(lengths, term_ids)
+        assert lengths.tobytes() == reference.tobytes()
+    lengths = np.zeros(5, dtype=np.int32)
+    assert not kernels.count_postings(lengths, np.array([1, 5], dtype=np.int32))  # beyond: nothing counted
+    assert not lengths.any()
+    assert kernels.count_postings(lengths, np.array([-1], dtype=np.int32)) and lengths[4] == 1  # as numpy wraps
+    with pytest.raises(IndexError):
+        kernels.count_terms(np.zeros(5, dtype=np.int32), np.array([2, 5], dtype=np.int32), 1)
+
+
+def test_remapped_postings_are_numpys_remap_and_filter_per_list() -> None:
+    rng = np.random.default_rng(47)
+    for _ in range(300):
+        slots = int(rng.integers(1, 2000))
+        remap = np.full(slots, -1, dtype=np.int32)
+        live = np.flatnonzero(rng.random(slots) < rng.random())
+        remap[live] = np.arange(len(live), dtype=np.int32)
+        count = int(rng.integers(0, 60))
+        lists = [rng.integers(0, slots, int(rng.integers(0, 40))).astype(np.int32) for _ in range(count)]
+        entries = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int32)
+        lengths = np.array([len(entries_of_list) for entries_of_list in lists], dtype=np.int64)
+        kept, kept_lengths = kernels.remapped_postings(np.frombuffer(entries.tobytes(), dtype=np.int32), lengths, remap)
+        reference = [remap[entries_of_list] for entries_of_list in lists]
+        reference = [remapped[remapped >= 0] for remapped in reference]
+        assert kept_lengths.tolist() == [len(remapped) for remapped in reference]
+        assert kept.tobytes() == b"".join(remapped.tobytes() for remapped in reference)
+    with pytest.raises(IndexError):
+        kernels.remapped_postings(np.array([5], dtype=np.int32), np.array([1], dtype=np.int64),
+                                  np.zeros(5, dtype=np.int32))

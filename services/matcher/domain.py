@@ -36,7 +36,7 @@ from shared.reference import (
 
 from . import kernels, scoring
 from .analysis import matched_phrases, matched_phrases_of_rows, weighted_counts_of_parts
-from .index import MAX_DOC_TERMS, NO_EXPIRY, KindIndex, Ranked, Signature, Slots, Vocabulary
+from .index import MAX_DOC_TERMS, NO_EXPIRY, Floats, KindIndex, Ranked, Signature, Slots, Vocabulary
 
 # How much each part of a profile counts towards its terms (the title says most about it).
 TITLE_WEIGHT = 3.0
@@ -116,6 +116,27 @@ def _document_of(profile: SeedProfile | NeedProfile, kind: Kind) -> Document:
     )
 
 
+def _sublinear(tf: Floats) -> Floats:
+    """``np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)``, in two
+    passes when every count is at least 1 (as they come: the weights of the parts are)."""
+    if len(tf) and tf.min() >= 1:
+        sublinear = np.log(tf)
+        sublinear += 1.0
+        return sublinear
+    return np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)
+
+
+def _heaviest(lightness: Floats, count: int) -> npt.NDArray[np.intp]:
+    """The positions of the ``count`` lowest values (-weights), lowest first, ties by position:
+    ``kept[np.lexsort((kept, lightness[kept]))]`` of ``np.argpartition``'s ``kept`` (or of every
+    position), the stable sort lexsort makes of its last key once its first is in order."""
+    if len(lightness) > count:
+        kept = np.argpartition(lightness, count)[:count]
+        kept.sort()
+        return kept[np.argsort(lightness[kept], kind="stable")]
+    return np.argsort(lightness, kind="stable")
+
+
 def _day(value: date | None) -> int:
     return value.toordinal() if value is not None else NO_EXPIRY
 
@@ -157,7 +178,8 @@ class ProfileIndex:
             if document is None or _day(profile.expires_on) < self.today().toordinal():
                 return
             self.profiles[profile.id] = profile
-            self.kinds[kind].add(profile.id, self.signature_of(document))
+            signature, weights, plain = self._signature_and_weights(document)
+            self.kinds[kind].add(profile.id, signature, weights=weights, remember=plain)
 
     def remove(self, profile_id: str) -> None:
         with self._lock:
@@ -167,18 +189,23 @@ class ProfileIndex:
 
     def signature_of(self, document: Document) -> Signature:
         """The document's heaviest terms (sublinear tf × idf now) and its attributes as codes."""
+        return self._signature_and_weights(document)[0]
+
+    def _signature_and_weights(self, document: Document) -> tuple[Signature, Floats, bool]:
+        """``signature_of``, with the kept terms' tf × idf (what ``KindIndex.add`` computes the norm
+        of, while the vocabulary has not changed) and whether every kept term id is above 0 (then
+        the signature is what ``KindIndex.signature`` reads back, its tf rounded as stored aside)."""
         vocabulary = self.vocabulary
         terms = list(document.counts)
         ids = list(map(vocabulary.ids.get, terms, repeat(0, len(terms))))  # 0: a term new to the vocabulary
-        df = vocabulary.df[np.array(ids, dtype=np.int64)]
-        tf = np.array(list(document.counts.values()), dtype=np.float32)
-        tf = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1e-9)), tf).astype(np.float32)  # sublinear
+        id_array = np.array(ids, dtype=np.int64)
+        df = vocabulary.df[id_array]
+        tf = np.fromiter(document.counts.values(), dtype=np.float32, count=len(terms))
+        tf = _sublinear(tf)
         weights = tf * np.log1p((vocabulary.documents + 1) / (df + 1.0)).astype(np.float32)
-        if len(terms) > MAX_DOC_TERMS:
-            kept = np.argpartition(-weights, MAX_DOC_TERMS)[:MAX_DOC_TERMS]
-        else:
-            kept = np.arange(len(terms))
-        kept = kept[np.lexsort((kept, -weights[kept]))]
+        lightness = -weights
+        kept = _heaviest(lightness, MAX_DOC_TERMS)
+        kept_ids = id_array[kept]
         profile = document.profile
         groups = [vocabulary.id_of("ipc:" + group) for _, group in document.classification if group]
         subclasses = [vocabulary.id_of("ipc:" + subclass) for subclass, _ in document.classification]
@@ -188,8 +215,15 @@ class ProfileIndex:
         else:
             forms = scoring.forms_mask(profile.wanted_forms)
             stage, size = min(profile.timeline_months or 0, 120), scoring.SIZE_CODE[profile.company_size]
-        return Signature(
-            term_ids=np.array([ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()], dtype=np.int32),
+        plain = bool(kept_ids.all())
+        if plain:  # every kept term known to the vocabulary already
+            term_ids = kept_ids.astype(np.int32)
+        else:  # new terms get their ids in the order they are kept (after the codes')
+            id_list = [ids[i] or vocabulary.id_of(terms[i]) for i in kept.tolist()]
+            plain = all(id_list)  # (the empty term has id 0)
+            term_ids = np.array(id_list, dtype=np.int32)
+        signature = Signature(
+            term_ids=term_ids,
             tf=tf[kept],
             fields=sum(FIELD_BIT.get(code, 0) for code in document.fields),
             groups=list(dict.fromkeys(groups)), subclasses=list(dict.fromkeys(subclasses)),
@@ -198,6 +232,7 @@ class ProfileIndex:
             block=scoring.BLOCK_CODE[prefecture.block] if prefecture else 0,
             size=size, updated_day=profile.updated_at.date().toordinal(), expires_day=_day(profile.expires_on),
         )
+        return signature, weights[kept], plain
 
     def rank(
         self, profile_id: str, limit: int, min_score: float, *,

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +59,7 @@ MAX_POSTING_SHARE = 0.05
 # exact for 299 of 300 needs with each, nDCG@10 1.0000. 20k saves about 0.1 ms of a need's 1.3.
 POSTINGS_BUDGET = 20_000
 NO_EXPIRY = np.iinfo(np.int32).max
+COMPACTED_LISTS = 4096  # postings lists renumbered in one pass by compact
 
 Floats = npt.NDArray[np.float32]
 Slots = npt.NDArray[np.int64]
@@ -85,7 +89,8 @@ class Vocabulary:
         return term_id
 
     def count(self, term_ids: npt.NDArray[np.int32], delta: int) -> None:
-        self.df[term_ids[term_ids > 0]] += delta
+        """``df`` of each term id (above 0, each held once) moved by ``delta``, and the documents."""
+        kernels.count_terms(self.df, term_ids, delta)
         self.documents += delta
         self._idf_dirty = True
 
@@ -158,6 +163,9 @@ class KindIndex:
     postings: dict[int, array] = field(default_factory=dict)
     code_postings: dict[int, array] = field(default_factory=dict)
     dead: int = 0
+    # (profile id, slot, signature) of the last profile added with ``remember``: ``signature`` answers
+    # from it until the slot is removed or moved (the query of the ranking that follows an upsert).
+    _recent: tuple[str, int, Signature] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         c = self.capacity
@@ -199,9 +207,18 @@ class KindIndex:
         postings += sum(p.buffer_info()[1] * p.itemsize + 64 for p in self.code_postings.values())
         return columns + postings
 
-    def add(self, profile_id: str, signature: Signature) -> None:
+    def add(
+        self, profile_id: str, signature: Signature, *, weights: Floats | None = None, remember: bool = False,
+    ) -> None:
+        """Store ``signature`` in a new slot (replacing the profile's previous one).
+
+        ``weights``: its tf × idf as ``ProfileIndex.signature_of`` computed them, the vocabulary unchanged
+        since (the norm's weights, not computed again). ``remember``: the signature holds term ids above 0
+        and plain ints that its columns hold as they are, so ``signature(profile_id)`` can be built from it.
+        """
         if profile_id in self.slot_of:
             self.remove(profile_id)
+            weights = None  # the vocabulary has just changed
         slot = len(self.ids)
         if slot >= self.capacity:
             self._grow(self.capacity * 2)
@@ -222,28 +239,37 @@ class KindIndex:
         self.updated_day[slot] = signature.updated_day
         self.expires_day[slot] = signature.expires_day
         vocabulary = self.vocabulary
-        idf = np.log1p((vocabulary.documents + 1) / (vocabulary.df[signature.term_ids] + 1.0)).astype(np.float32)
-        weights = signature.tf * idf
+        if weights is None:
+            idf = np.log1p((vocabulary.documents + 1) / (vocabulary.df[signature.term_ids] + 1.0)).astype(np.float32)
+            weights = signature.tf * idf
         self.norm[slot] = max(float(np.sqrt(weights @ weights)), 1e-3)
-        self.vocabulary.count(self.term_ids[slot], +1)
-        if len(signature.term_ids) and int(signature.term_ids.max()) >= len(self.posting_lengths):
-            self.posting_lengths = _grown(self.posting_lengths, 2 * int(signature.term_ids.max()) + 1)
-        self.posting_lengths[signature.term_ids] += 1  # a signature holds each term once
-        for term_id in signature.term_ids.tolist():
-            postings = self.postings.get(term_id)
-            if postings is None:
-                postings = self.postings[term_id] = array("i")
-            postings.append(slot)
+        vocabulary.count(self.term_ids[slot], +1)
+        # a signature holds each term once
+        if not kernels.count_postings(self.posting_lengths, signature.term_ids):
+            if len(signature.term_ids) and int(signature.term_ids.max()) >= len(self.posting_lengths):
+                self.posting_lengths = _grown(self.posting_lengths, 2 * int(signature.term_ids.max()) + 1)
+            self.posting_lengths[signature.term_ids] += 1
+        term_ids = signature.term_ids.tolist()
+        postings_of = self.postings
+        try:  # (a tuple from 2 ids on)
+            lists = itemgetter(*term_ids)(postings_of) if len(term_ids) > 1 else ()
+        except KeyError:  # terms new to these postings
+            lists = ()
+        if len(lists) != len(term_ids):
+            lists = tuple(postings_of.setdefault(term_id, array("i")) for term_id in term_ids)
+        deque(map(array.append, lists, repeat(slot)), maxlen=0)  # the slot appended to each, in C
         for code in {*signature.groups[:MAX_CODES], *signature.subclasses[:MAX_CODES]}:
             postings = self.code_postings.get(code)
             if postings is None:
                 postings = self.code_postings[code] = array("i")
             postings.append(slot)
+        self._recent = (profile_id, slot, signature) if remember and k <= MAX_DOC_TERMS else None
 
     def remove(self, profile_id: str) -> None:
         slot = self.slot_of.pop(profile_id, None)
         if slot is None:
             return
+        self._recent = None
         self.vocabulary.count(self.term_ids[slot], -1)
         self.alive[slot] = False
         self.ids[slot] = None
@@ -255,11 +281,21 @@ class KindIndex:
         slot = self.slot_of.get(profile_id)
         if slot is None:
             return None
+        recent = self._recent
+        if recent is not None and recent[0] == profile_id and recent[1] == slot:
+            stored = recent[2]
+            return Signature(  # the same values as read from the row below
+                term_ids=stored.term_ids.copy(), tf=self.tf[slot, : len(stored.term_ids)].astype(np.float32),
+                fields=stored.fields, groups=[g for g in stored.groups[:MAX_CODES] if g],
+                subclasses=[s for s in stored.subclasses[:MAX_CODES] if s], forms=stored.forms, stage=stored.stage,
+                prefecture=stored.prefecture, block=stored.block, size=stored.size,
+                updated_day=stored.updated_day, expires_day=stored.expires_day,
+            )
         used = self.term_ids[slot] > 0
         return Signature(
             term_ids=self.term_ids[slot][used].copy(), tf=self.tf[slot][used].astype(np.float32),
-            fields=int(self.fields[slot]), groups=[int(g) for g in self.groups[slot] if g],
-            subclasses=[int(s) for s in self.subclasses[slot] if s], forms=int(self.forms[slot]),
+            fields=int(self.fields[slot]), groups=[g for g in self.groups[slot].tolist() if g],
+            subclasses=[s for s in self.subclasses[slot].tolist() if s], forms=int(self.forms[slot]),
             stage=int(self.stage[slot]), prefecture=int(self.prefecture[slot]), block=int(self.block[slot]),
             size=int(self.size[slot]), updated_day=int(self.updated_day[slot]),
             expires_day=int(self.expires_day[slot]),
@@ -282,18 +318,29 @@ class KindIndex:
             kept[: len(live)] = column[live]
             setattr(self, name, kept)
         self.ids = [self.ids[int(slot)] for slot in live]
+        self._recent = None
         self.slot_of = {profile_id: slot for slot, profile_id in enumerate(self.ids) if profile_id is not None}
         for table in (self.postings, self.code_postings):
-            for key in list(table):
-                slots = remap[np.frombuffer(table[key], dtype=np.int32)]
-                slots = slots[slots >= 0]
-                if len(slots):
-                    table[key] = array("i", slots.tobytes())
-                else:
-                    del table[key]
+            keys = list(table)
+            for first in range(0, len(keys), COMPACTED_LISTS):  # a few MB of entries at a time
+                chunk = keys[first : first + COMPACTED_LISTS]
+                lists = [table[key] for key in chunk]
+                slots, lengths = kernels.remapped_postings(
+                    np.frombuffer(b"".join(lists), dtype=np.int32),
+                    np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), remap,
+                )
+                data = slots.tobytes()
+                end = 0
+                for key, length in zip(chunk, lengths.tolist(), strict=True):
+                    if length:
+                        start, end = end, end + 4 * length
+                        table[key] = array("i", data[start:end])
+                    else:
+                        del table[key]
         self.posting_lengths[:] = 0
-        for term_id, postings in self.postings.items():
-            self.posting_lengths[term_id] = len(postings)
+        self.posting_lengths[np.fromiter(self.postings, dtype=np.int64, count=len(self.postings))] = np.fromiter(
+            map(len, self.postings.values()), dtype=np.int32, count=len(self.postings)
+        )
         self.dead = 0
 
     # ---- ranking -------------------------------------------------------------------------------

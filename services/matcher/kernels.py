@@ -748,6 +748,76 @@ def published(table: npt.NDArray[np.float32], positions: npt.NDArray[np.int64]) 
     return _published(table, positions)
 
 
+@_compiled
+def _count_terms(df: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32], delta: int) -> None:
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        if term_id > 0:
+            if term_id >= len(df):  # numba does not check bounds: fail as numpy would
+                raise IndexError("term id beyond the document frequencies")
+            df[term_id] += delta
+
+
+def count_terms(df: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32], delta: int) -> None:
+    """``df[term_ids[term_ids > 0]] += delta`` for term ids each held once (a signature's row, padding
+    zeros included): a document frequency per term id, changed in place."""
+    _count_terms(df, term_ids, delta)
+
+
+@_compiled
+def _count_postings(lengths: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32]) -> bool:
+    size = len(lengths)
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        if term_id >= size or term_id < -size:
+            return False
+    for i in range(len(term_ids)):
+        term_id = term_ids[i]
+        lengths[term_id + size if term_id < 0 else term_id] += 1
+    return True
+
+
+def count_postings(lengths: npt.NDArray[np.int32], term_ids: npt.NDArray[np.int32]) -> bool:
+    """``lengths[term_ids] += 1`` for term ids each held once, when every one is within ``lengths``
+    (True); nothing changed and False when one is not (the caller grows ``lengths`` first)."""
+    return bool(_count_postings(lengths, term_ids))
+
+
+@_compiled
+def _remapped_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], remap: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    size = len(remap)
+    kept = np.empty(len(entries), dtype=np.int32)
+    kept_lengths = np.empty(len(lengths), dtype=np.int64)
+    position = 0
+    out = 0
+    for number in range(len(lengths)):
+        start = out
+        for entry in range(position, position + lengths[number]):
+            slot = entries[entry]
+            if slot < -size or slot >= size:  # numba does not check bounds: fail as numpy would
+                raise IndexError("postings entry beyond the slots")
+            new_slot = remap[slot + size if slot < 0 else slot]
+            if new_slot >= 0:
+                kept[out] = new_slot
+                out += 1
+        kept_lengths[number] = out - start
+        position += lengths[number]
+    return kept[:out], kept_lengths
+
+
+def remapped_postings(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], remap: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Postings lists (``entries``, ``lengths[i]`` of list ``i`` one after the other) renumbered by
+    ``remap`` (slot -> new slot, -1: dropped), the dropped left out: per list what
+    ``slots = remap[entries_of_list]; slots[slots >= 0]`` gives, one after the other, and the lengths."""
+    if int(lengths.sum()) != len(entries):
+        raise ValueError("postings: lengths and entries disagree")
+    return _remapped_postings(entries, lengths, remap)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -775,3 +845,7 @@ def warm_up() -> None:
             True, 2)
     best(ones, np.array([1, 0], dtype=np.int64), 0.0, 1)
     published(np.ones((2, 3), dtype=np.float32), np.array([1], dtype=np.int64))
+    frequencies = np.zeros(3, dtype=np.int32)
+    count_terms(frequencies, term_ids[0], 1)
+    count_postings(frequencies, term_ids[0])
+    remapped_postings(entries, lengths, np.array([0, -1, 1, 2] * 40, dtype=np.int32))
