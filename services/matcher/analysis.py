@@ -53,6 +53,7 @@ PHRASE_OCCURRENCES = 3  # an explanation quotes a term from its first few places
 _FIRST_OCCURRENCES = slice(PHRASE_OCCURRENCES)
 _START = itemgetter(1)
 _END = itemgetter(2)
+_BOUNDS = itemgetter(1, 2)
 
 # Runs of one script, found in one pass each. Katakana excludes the middle dot ・ (a word separator)
 # and includes ー. Hiragana runs are not searched: they are grammar, and the lexicon finds its forms.
@@ -438,23 +439,22 @@ def matched_phrases_of_rows(
     as (start, end) pairs: only the phrases kept are sliced out of the text.
     """
     display, where = term_spans(text)
-    pool = term_ids.shape[1]
-    shared = np.arange(pool) < counts[:, None]
-    ids, rows = np.unique(term_ids[shared], return_inverse=True)
-    local = np.zeros(term_ids.shape, dtype=np.int64)
-    local[shared] = rows
+    counts = np.asarray(counts, dtype=np.int64)  # (no copy: as _shared_term_rows gives them)
+    ids, local = kernels.row_terms(term_ids, counts)
     # Each term's first tokens, as matched_phrases gathers them (a term the text lacks has none).
     firsts = [where.get(term, ())[:PHRASE_OCCURRENCES] for term in map(terms.__getitem__, ids.tolist())]
-    offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, firsts), dtype=np.int64, count=len(firsts)), out=offsets[1:])
+    lengths = np.fromiter(map(len, firsts), dtype=np.int64, count=len(firsts))
     spans = list(chain.from_iterable(firsts))
-    starts = np.fromiter(map(_START, spans), dtype=np.int64, count=len(spans))
-    ends = np.fromiter(map(_END, spans), dtype=np.int64, count=len(spans))
+    bounds = np.fromiter(chain.from_iterable(map(_BOUNDS, spans)), dtype=np.int64, count=2 * len(spans))
     # The code points (only compared with each other and with " " and "-"): utf-32, lone surrogates kept.
     code_points = np.frombuffer(display.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    found, bounds = kernels.phrases(code_points, starts, ends, offsets, local, counts.astype(np.int64),
-                                    weights.astype(np.float64), limit)
-    return [
-        [display[start:end] for start, end in row_bounds[:count]]
-        for count, row_bounds in zip(found.tolist(), bounds.tolist(), strict=True)
-    ]
+    found, kept = kernels.phrase_spans(code_points, bounds, lengths, local, counts,
+                                       np.asarray(weights, dtype=np.float64), limit)
+    flat = kept.tolist()
+    phrases = list(map(display.__getitem__, map(slice, flat[0::2], flat[1::2])))
+    out: list[list[str]] = []
+    first = 0
+    for count in found.tolist():
+        out.append(phrases[first : first + count])
+        first += count
+    return out

@@ -52,6 +52,8 @@ EXPLAINED_TERM_POOL = 16  # the heaviest shared terms an explanation's phrases a
 Kind = Literal["seed", "need"]
 # scoring.FITTING_FORM as plain lists of forms (None: nothing fits): read once per explanation.
 _FITTING_FORM = [[scoring.FORMS[f] if f >= 0 else None for f in row] for row in scoring.FITTING_FORM.tolist()]
+# scoring.forms_mask of a seed's offers, by the offers themselves (a few combinations of 7 forms).
+_OFFERED_MASKS: dict[tuple[str, ...], int] = {}
 FIELD_BIT = {code: 1 << i for i, code in enumerate(TECHNOLOGY_FIELDS)}
 _CODE = re.compile(r"^([A-HY][0-9]{2}[A-Z])(?: ?([0-9]{1,4})(?:/[0-9]+)?)?")
 
@@ -447,15 +449,22 @@ def _explanation(
 ) -> Explanation:
     """``explain``'s explanation once its phrases are known (ProfileIndex finds those of all its
     candidates at once)."""
+    # (A need without codes shares none: most needs, no code of the seed looked at.)
     shared_codes = [
         code for code in seed.classification_codes
         if (parts := classification_parts(code))[1] in side.groups or parts[0] in side.subclasses
-    ] if seed.classification_codes else []
+    ] if seed.classification_codes and (side.groups or side.subclasses) else []
+    offers = tuple(seed.offers)
+    offered = _OFFERED_MASKS.get(offers)
+    if offered is None:
+        if len(_OFFERED_MASKS) >= 4096:
+            _OFFERED_MASKS.clear()
+        offered = _OFFERED_MASKS[offers] = scoring.forms_mask(seed.offers)
     return Explanation(
         shared_terms=terms,
         shared_fields=sorted(side.fields.intersection(seed.fields)),
         shared_classification_codes=shared_codes,
-        collaboration_form=_FITTING_FORM[scoring.forms_mask(seed.offers)][side.wanted_forms],
+        collaboration_form=_FITTING_FORM[offered][side.wanted_forms],
         region=region_relation(seed, side.need),
         trl=seed.trl, required_trl=side.required_trl,
         components=components,

@@ -849,3 +849,103 @@ def warm_up() -> None:
     count_terms(frequencies, term_ids[0], 1)
     count_postings(frequencies, term_ids[0])
     remapped_postings(entries, lengths, np.array([0, -1, 1, 2] * 40, dtype=np.int32))
+    warm_up_explanations()
+
+
+@_compiled
+def _row_terms(
+    term_ids: npt.NDArray[np.int32], counts: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    n_rows, pool = term_ids.shape
+    if len(counts) != n_rows:
+        raise ValueError("row_terms: counts and rows disagree")
+    total = 0
+    for row in range(n_rows):
+        if counts[row] < 0 or counts[row] > pool:
+            raise IndexError("row count beyond the row")
+        total += counts[row]
+    flat = np.empty(total, dtype=np.int64)
+    k = 0
+    for row in range(n_rows):
+        for column in range(counts[row]):
+            flat[k] = term_ids[row, column]
+            k += 1
+    order = np.argsort(flat, kind="mergesort")
+    ids = np.empty(total, dtype=np.int64)
+    position = np.empty(total, dtype=np.int64)
+    n = 0
+    for i in range(total):
+        j = order[i]
+        if n == 0 or flat[j] != ids[n - 1]:
+            ids[n] = flat[j]
+            n += 1
+        position[j] = n - 1
+    local = np.zeros((n_rows, pool), dtype=np.int64)
+    k = 0
+    for row in range(n_rows):
+        for column in range(counts[row]):
+            local[row, column] = position[k]
+            k += 1
+    return ids[:n], local
+
+
+def row_terms(
+    term_ids: npt.NDArray[np.int32], counts: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The distinct ids of the rows' first ``counts[r]`` entries, ascending, and each entry's
+    place among them (0 past a row's count): ``np.unique(term_ids[shared], return_inverse=True)``
+    scattered back into the rows, in one compiled pass over ~30-160 entries."""
+    return _row_terms(term_ids, counts)
+
+
+@_compiled
+def _phrase_spans(
+    text: npt.NDArray[np.uint32], bounds: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], weights: npt.NDArray[np.float64], limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    if len(bounds) % 2:
+        raise ValueError("phrase_spans: bounds come in (start, end) pairs")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    for t in range(len(lengths)):
+        offsets[t + 1] = offsets[t] + lengths[t]
+    spans = len(bounds) // 2
+    if offsets[len(lengths)] != spans:
+        raise ValueError("phrase_spans: lengths and spans disagree")
+    starts = np.empty(spans, dtype=np.int64)
+    ends = np.empty(spans, dtype=np.int64)
+    for j in range(spans):
+        starts[j] = bounds[2 * j]
+        ends[j] = bounds[2 * j + 1]
+    found, per_row = _phrases(text, starts, ends, offsets, rows, counts, weights, limit)
+    total = 0
+    for row in range(len(found)):
+        total += found[row]
+    flat = np.empty(2 * total, dtype=np.int64)
+    k = 0
+    for row in range(len(found)):
+        for p in range(found[row]):
+            flat[k] = per_row[row, p, 0]
+            flat[k + 1] = per_row[row, p, 1]
+            k += 2
+    return found, flat
+
+
+def phrase_spans(
+    text: npt.NDArray[np.uint32], bounds: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], weights: npt.NDArray[np.float64], limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``phrases`` with term ``t``'s spans the next ``lengths[t]`` (start, end) pairs of ``bounds``
+    (flat: start, end, start, end...), and its result packed: per row how many phrases, and their
+    (start, end) pairs one row after the other in one flat array."""
+    if rows.shape != weights.shape or len(counts) != len(rows):
+        raise ValueError("phrase_spans: rows, weights and counts disagree")
+    return _phrase_spans(text, bounds, lengths, rows, counts, weights, limit)
+
+
+def warm_up_explanations() -> None:
+    """Compile (or load) the explanation kernels appended after ``warm_up``."""
+    term_ids = np.ones((2, 3), dtype=np.int32)
+    counts = np.ones(2, dtype=np.int64)
+    ids, local = row_terms(term_ids, counts)
+    phrase_spans(np.array([97, 32, 98], dtype=np.uint32), np.array([0, 1], dtype=np.int64),
+                 np.ones(len(ids), dtype=np.int64), local, counts, np.ones((2, 3), dtype=np.float64), 6)
