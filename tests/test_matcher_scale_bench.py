@@ -13,6 +13,8 @@ from types import ModuleType
 
 import pytest
 
+from services.matcher.settings import MatcherSettings
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -33,7 +35,7 @@ def test_the_scale_bench_reports_every_figure_on_a_tiny_corpus(bench: ModuleType
             code = bench.main(["--sizes", "60", "--queries", "4", "--exact-queries", "2", "--updates", "3",
                                "--rounds", "1", "--no-pin", "--json"])
         # The bench tunes its collector as the matcher does (MATCHNET_GC_YOUNG_THRESHOLD).
-        assert gc.get_threshold()[0] == 50_000
+        assert gc.get_threshold()[0] == MatcherSettings().gc_young_threshold
     finally:
         gc.set_threshold(*thresholds)  # the process is the test run's: leave it as it was
     assert code == 0
