@@ -550,3 +550,52 @@ def test_remapped_postings_are_numpys_remap_and_filter_per_list() -> None:
     with pytest.raises(IndexError):
         kernels.remapped_postings(np.array([5], dtype=np.int32), np.array([1], dtype=np.int64),
                                   np.zeros(5, dtype=np.int32))
+
+
+def python_query_lists(
+    term_ids: npt.NDArray[np.int32], weights: npt.NDArray[np.float32], order: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], posting_lengths: npt.NDArray[np.int32], longest: int, budget: int,
+) -> tuple[list[int], list[int], list[float]]:
+    """KindIndex._query_postings's loop over the terms as it was before the kernel."""
+    ordered = term_ids[order]
+    known = ordered < len(posting_lengths)
+    lengths = np.zeros(len(ordered), dtype=np.int64)
+    lengths[known] = posting_lengths[ordered[known]]
+    chosen: list[int] = []
+    chosen_lengths: list[int] = []
+    chosen_weights: list[float] = []
+    for term_id, length, weight in zip(
+        ordered.tolist(), lengths.tolist(), (weights[order] * idf[ordered]).tolist(), strict=True
+    ):
+        if 0 < length <= min(longest, budget):
+            chosen.append(term_id)
+            chosen_lengths.append(length)
+            chosen_weights.append(weight)
+            budget -= length
+    return chosen, chosen_lengths, chosen_weights
+
+
+def test_query_lists_choose_as_the_python_loop_did() -> None:
+    rng = np.random.default_rng(23)
+    vocabulary = 3000
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    posting_lengths = rng.integers(0, 6000, 2500).astype(np.int32)  # ids beyond: no postings yet
+    posting_lengths[rng.random(2500) < 0.2] = 0
+    for _ in range(300):
+        term_ids = rng.choice(np.arange(1, vocabulary), rng.integers(0, 97), replace=False).astype(np.int32)
+        weights = (rng.random(len(term_ids)) * 4).astype(np.float32)
+        order = np.argsort(-weights)[:48]
+        longest, budget = int(rng.integers(500, 8000)), int(rng.integers(0, 30000))
+        chosen, lengths, list_weights, count = kernels.query_lists(
+            term_ids, weights, order, idf, posting_lengths, longest, budget, 2
+        )
+        reference = python_query_lists(term_ids, weights, order, idf, posting_lengths, longest, budget)
+        assert count == len(chosen) == len(reference[0]) and len(lengths) == len(list_weights) == len(order) + 2
+        assert chosen.tolist() == reference[0] and lengths[:count].tolist() == reference[1]
+        assert list_weights[:count].tobytes() == np.array(reference[2], dtype=np.float64).tobytes()
+        assert not lengths[count:].any() and not list_weights[count:].any()
+    with pytest.raises(IndexError):
+        kernels.query_lists(
+            np.array([1, 2], dtype=np.int32), np.ones(2, dtype=np.float32), np.array([0, 2], dtype=np.int64), idf,
+            posting_lengths, 1000, 1000, 0,
+        )

@@ -818,6 +818,44 @@ def remapped_postings(
     return _remapped_postings(entries, lengths, remap)
 
 
+@_compiled
+def _query_lists(
+    term_ids: npt.NDArray[np.int32], weights: npt.NDArray[np.float32], order: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], posting_lengths: npt.NDArray[np.int32], longest: int, budget: int, extra: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+    count = 0
+    chosen = np.empty(len(order), dtype=np.int64)
+    lengths = np.zeros(len(order) + extra, dtype=np.int64)
+    list_weights = np.zeros(len(order) + extra, dtype=np.float64)
+    for i in range(len(order)):
+        position = order[i]
+        if position < 0 or position >= len(term_ids) or position >= len(weights):
+            raise IndexError("order beyond the query's terms")
+        term_id = term_ids[position]
+        if term_id < 0 or term_id >= len(idf):
+            raise IndexError("term id beyond the vocabulary")
+        length = int(posting_lengths[term_id]) if term_id < len(posting_lengths) else 0
+        if length > 0 and length <= min(longest, budget):
+            chosen[count] = term_id
+            lengths[count] = length
+            list_weights[count] = np.float64(np.float32(weights[position] * idf[term_id]))
+            budget -= length
+            count += 1
+    return chosen[:count], lengths, list_weights, count
+
+
+def query_lists(
+    term_ids: npt.NDArray[np.int32], weights: npt.NDArray[np.float32], order: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], posting_lengths: npt.NDArray[np.int32], longest: int, budget: int, extra: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+    """The fast path's choice of postings lists: the query's terms in ``order`` (``term_ids`` their
+    ids, ``weights`` their weights), each one whose list (``posting_lengths``) is not empty, at most
+    ``longest`` long and fits in what is left of ``budget``. Returns the chosen term ids; their lengths
+    and weights per entry (weight × idf, a float32 product), the first ``count`` items of zeroed
+    arrays with room for ``extra`` more (the caller's code lists); and ``count``."""
+    return _query_lists(term_ids, weights, order, idf, posting_lengths, longest, budget, extra)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -849,3 +887,5 @@ def warm_up() -> None:
     count_terms(frequencies, term_ids[0], 1)
     count_postings(frequencies, term_ids[0])
     remapped_postings(entries, lengths, np.array([0, -1, 1, 2] * 40, dtype=np.int32))
+    query_lists(term_ids[0], np.ones(3, dtype=np.float32), np.arange(3, dtype=np.int64), np.ones(3, dtype=np.float32),
+                frequencies, 1000, 1000, 1)
