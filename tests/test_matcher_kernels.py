@@ -599,3 +599,11 @@ def test_query_lists_choose_as_the_python_loop_did() -> None:
             np.array([1, 2], dtype=np.int32), np.ones(2, dtype=np.float32), np.array([0, 2], dtype=np.int64), idf,
             posting_lengths, 1000, 1000, 0,
         )
+
+
+def test_lowest_bit_is_the_index_of_the_lowest_set_bit() -> None:
+    rng = np.random.default_rng(31)
+    for index in range(64):
+        for high in (0, *rng.integers(0, 1 << 62, 20).tolist(), (1 << 64) - 1):
+            bits = ((int(high) << index) | (1 << index)) & ((1 << 64) - 1)
+            assert kernels._lowest_bit(np.uint64(bits)) == index

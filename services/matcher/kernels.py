@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 import numba
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from . import scoring
 
@@ -28,28 +31,23 @@ def _compiled(function: F) -> F:
         return numba.njit(nogil=True)(function)  # type: ignore[return-value]
 
 
+@intrinsic
+def _trailing_zeros(typingctx: Any, bits: Any) -> Any:
+    """LLVM's ``cttz``: one instruction (tzcnt/bsf), where a binary search over the bits mispredicts
+    its branches on scattered slots (about a quarter of the fast path's summing)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))  # defined for 0 too (the width)
+
+    return bits(bits), codegen
+
+
 @_compiled
 def _lowest_bit(bits: np.uint64) -> int:
-    """The index of the lowest set bit of ``bits`` (not 0): a binary search, numba has no ctz."""
-    index = 0
-    if bits & np.uint64(0xFFFFFFFF) == 0:
-        index += 32
-        bits >>= np.uint64(32)
-    if bits & np.uint64(0xFFFF) == 0:
-        index += 16
-        bits >>= np.uint64(16)
-    if bits & np.uint64(0xFF) == 0:
-        index += 8
-        bits >>= np.uint64(8)
-    if bits & np.uint64(0xF) == 0:
-        index += 4
-        bits >>= np.uint64(4)
-    if bits & np.uint64(0x3) == 0:
-        index += 2
-        bits >>= np.uint64(2)
-    if bits & np.uint64(0x1) == 0:
-        index += 1
-    return index
+    """The index of the lowest set bit of ``bits`` (not 0)."""
+    return int(_trailing_zeros(bits))  # type: ignore[call-arg]  # (the typing context is numba's)
 
 
 @_compiled
