@@ -607,3 +607,9 @@ def test_lowest_bit_is_the_index_of_the_lowest_set_bit() -> None:
         for high in (0, *rng.integers(0, 1 << 62, 20).tolist(), (1 << 64) - 1):
             bits = ((int(high) << index) | (1 << index)) & ((1 << 64) - 1)
             assert kernels._lowest_bit(np.uint64(bits)) == index
+
+
+def test_bit_count_counts_the_set_bits() -> None:
+    rng = np.random.default_rng(37)
+    for bits in (0, 1, (1 << 32) - 1, (1 << 63) - 1, -1, -(1 << 40), *rng.integers(-(1 << 62), 1 << 62, 200).tolist()):
+        assert kernels._bit_count(int(bits)) == bin(int(bits) & ((1 << 64) - 1)).count("1")
