@@ -613,3 +613,48 @@ def test_bit_count_counts_the_set_bits() -> None:
     rng = np.random.default_rng(37)
     for bits in (0, 1, (1 << 32) - 1, (1 << 63) - 1, -1, -(1 << 40), *rng.integers(-(1 << 62), 1 << 62, 200).tolist()):
         assert kernels._bit_count(int(bits)) == bin(int(bits) & ((1 << 64) - 1)).count("1")
+
+
+def test_prefiltered_text_estimates_select_the_set_argpartition_selects_or_leave_a_tie_to_it() -> None:
+    rng = np.random.default_rng(41)
+    size = 20_000
+    sums, touched = np.zeros(size, dtype=np.float64), np.zeros(size // 64 + 1, dtype=np.uint64)
+    selected = 0
+    for round_number in range(60):
+        norm = (0.5 + rng.random(size) * 30).astype(np.float32)
+        if round_number % 4 == 0:
+            norm[:] = 2.0  # equal sums, equal estimates: ties
+        lists = [np.sort(rng.choice(size, rng.integers(1, 3000), replace=False)).astype(np.int32)
+                 for _ in range(rng.integers(1, 30))]
+        weights = rng.random(len(lists)) * (50 if round_number % 3 else 1e-30)  # tiny: subnormal estimates
+        if round_number % 5 == 0:
+            weights[0] = 0.0  # estimates of 0
+        entries = np.concatenate(lists)
+        lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+        depth = int(rng.choice([1, 300, 3000, 5000]))
+        slots, text, hit, hit_text, chosen = kernels.prefiltered_text_estimates(
+            entries, lengths, weights, sums, touched, norm, 7.5, depth
+        )
+        reference_slots, reference_text = kernels.text_estimates(entries, lengths, weights, sums, touched, norm, 7.5)
+        assert np.array_equal(slots, reference_slots) and text.tobytes() == reference_text.tobytes()
+        assert not sums.any() and not touched.any()
+        if len(text) <= depth:
+            assert not chosen
+            continue
+        threshold = np.sort(text)[::-1][depth - 1]
+        if (text >= threshold).sum() > depth:
+            assert not chosen
+            continue
+        assert chosen
+        selected += 1
+        best = np.sort(np.argpartition(-text, depth)[:depth])
+        order = np.argsort(hit)
+        assert np.array_equal(hit[order], slots[best]) and hit_text[order].tobytes() == text[best].tobytes()
+    assert selected > 20
+    values = np.frombuffer(np.array([3, 5, 7], dtype=np.int32).tobytes(), dtype=np.int32)
+    for weight in (-1.0, np.nan, np.inf):  # negative, NaN, infinite estimates: no selection
+        *_, chosen = kernels.prefiltered_text_estimates(
+            values, np.array([3], dtype=np.int64), np.array([weight]), sums, touched, np.ones(size, dtype=np.float32),
+            1.0, 1,
+        )
+        assert not chosen

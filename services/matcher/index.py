@@ -361,22 +361,35 @@ class KindIndex:
         lists, lengths, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit, text = kernels.text_estimates(
+        # The rest of the estimate only for the best PREFILTER_DEPTH text estimates: the kernel selects
+        # them unless a tie at the boundary leaves np.argpartition to break it (as it always did).
+        slots, text, hit, hit_text, selected = kernels.prefiltered_text_estimates(
             np.frombuffer(b"".join(lists), dtype=np.int32), lengths, list_weights, self.slot_sums,
-            self.slot_touched, self.norm, max(float(np.sqrt(weights @ weights)), 1e-6),
+            self.slot_touched, self.norm, max(float(np.sqrt(weights @ weights)), 1e-6), PREFILTER_DEPTH,
         )
-        if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
+        if not selected and len(slots) > PREFILTER_DEPTH:
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
-            hit, text = hit[best], text[best]
-        estimates = kernels.estimates(
+            hit, hit_text = slots[best], text[best]
+        estimates = self._estimates(hit, hit_text, query, query_is_need)
+        if len(hit) > RESCORE_DEPTH:
+            best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
+            cut = estimates[best].min()
+            if selected and cut > 0 and np.count_nonzero(estimates >= cut) > RESCORE_DEPTH:
+                # A tie at this boundary, which np.argpartition breaks by the order of its input:
+                # the order the prefilter's np.argpartition gave, not the kernel's.
+                best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
+                hit = slots[best]
+                estimates = self._estimates(hit, text[best], query, query_is_need)
+                best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
+            hit, estimates = hit[best], estimates[best]
+        return hit[estimates > 0].astype(np.int64)
+
+    def _estimates(self, hit: Slots, text: Floats, query: Signature, query_is_need: bool) -> Floats:
+        return kernels.estimates(
             hit, text, self.groups, self.subclasses, np.array(query.groups, dtype=np.int32),
             np.array(query.subclasses, dtype=np.int32), self.fields, query.fields, self.forms, self.stage,
             self.alive, query.forms, query.stage, query_is_need,
         )
-        if len(hit) > RESCORE_DEPTH:
-            best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
-            hit, estimates = hit[best], estimates[best]
-        return hit[estimates > 0].astype(np.int64)
 
     def _query_postings(
         self, query: Signature, weights: Floats, order: npt.NDArray[np.intp], idf: Floats

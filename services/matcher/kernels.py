@@ -863,6 +863,105 @@ def query_lists(
     return _query_lists(term_ids, weights, order, idf, posting_lengths, longest, budget, extra)
 
 
+@_compiled
+def _prefiltered_text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float, depth: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:
+    slots, slot_sums = _sum_postings(entries, lengths, weights, sums, touched)
+    n = len(slots)
+    query_norm32 = np.float32(query_norm)
+    text = np.empty(n, dtype=np.float32)
+    keys = text.view(np.uint32)
+    unusual = np.uint32(0)
+    for i in range(n):
+        text[i] = np.float32(slot_sums[i] / np.float64(norm[slots[i]] * query_norm32))
+        key = keys[i]
+        unusual |= key & np.uint32(0x80000000) | (key + np.uint32(0x00800000)) & np.uint32(0x80000000)
+    if n <= depth or depth <= 0 or unusual:
+        return slots, text, slots, text, False
+    # The bucket (top 12 bits of an estimate's bits, which order non-negative floats as their values)
+    # holding the depth-th largest, guessed from a histogram of every 8th estimate; then the
+    # positions of the estimates in it or above, written unconditionally (a branch would mispredict
+    # on every other one) and counted exactly: the next bucket down or up when the guess was wrong.
+    counts = np.zeros(4096, dtype=np.int64)
+    for i in range(0, n, 8):
+        counts[keys[i] >> np.uint32(20)] += 1
+    top = 4095
+    seen = counts[top]
+    while seen * 8 < depth and top > 0:
+        top -= 1
+        seen += counts[top]
+    pool = np.empty(n + 1, dtype=np.int64)
+    while True:
+        size, above = 0, 0
+        bucket = np.uint32(top)
+        for i in range(n):
+            high = keys[i] >> np.uint32(20)
+            pool[size] = i
+            size += high >= bucket
+            above += high > bucket
+        if size < depth:
+            top -= 1
+        elif above >= depth:
+            top += 1
+        else:
+            break
+    # Within the bucket: by the next 12 bits, then the last 8.
+    level = np.zeros(4097, dtype=np.int64)
+    for j in range(size):
+        key = keys[pool[j]]
+        level[np.int64((key >> np.uint32(8)) & np.uint32(4095)) if key >> np.uint32(20) == bucket else 4096] += 1
+    wanted = depth - above
+    middle = 4095
+    while level[middle] < wanted:
+        wanted -= level[middle]
+        middle -= 1
+    prefix = (bucket << np.uint32(12)) | np.uint32(middle)
+    last = np.zeros(256, dtype=np.int64)
+    for j in range(size):
+        key = keys[pool[j]]
+        if key >> np.uint32(8) == prefix:
+            last[key & np.uint32(255)] += 1
+    low = 255
+    while last[low] < wanted:
+        wanted -= last[low]
+        low -= 1
+    if last[low] != wanted:  # the depth-th largest ties with one left out
+        return slots, text, slots, text, False
+    threshold = (prefix << np.uint32(8)) | np.uint32(low)
+    hit = np.empty(depth + 1, dtype=np.int64)
+    hit_text = np.empty(depth + 1, dtype=np.float32)
+    chosen = 0
+    for j in range(size):
+        position = pool[j]
+        hit[chosen] = slots[position]
+        hit_text[chosen] = text[position]
+        chosen += keys[position] >= threshold
+    if chosen != depth:
+        raise AssertionError("prefilter: the selection lost count")
+    return slots, text, hit[:depth], hit_text[:depth], True
+
+
+def prefiltered_text_estimates(
+    entries: npt.NDArray[np.int32], lengths: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
+    sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
+    query_norm: float, depth: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:
+    """``text_estimates`` (``slots``, ``text``), then the ``depth`` slots of the highest estimates with
+    theirs (in slot order): the set ``np.argpartition(-text, depth)[:depth]`` selects, when it is the
+    only such set. Found from a histogram of the estimates' bits taken while they are produced, then
+    over the few in the boundary's bucket; no sort. The last item is False and no selection made
+    (``slots``, ``text`` given twice) when there are at most ``depth`` slots, when the depth-th
+    largest estimate ties with one left out (``np.argpartition`` breaks such a tie its own way: the
+    caller selects with it) or when an estimate is negative, -0.0, infinite or NaN."""
+    _check_postings(entries, lengths, weights, sums, touched)
+    if len(norm) < len(sums):
+        raise IndexError("a norm per slot")
+    return _prefiltered_text_estimates(entries, lengths, weights, sums, touched, norm, query_norm, depth)
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, so that no event pays for it."""
     sums = np.zeros(130, dtype=np.float64)
@@ -872,6 +971,7 @@ def warm_up() -> None:
     lengths = np.array([2, 1], dtype=np.int64)
     weights = np.array([0.5, 0.25], dtype=np.float64)
     slots, text = text_estimates(entries, lengths, weights, sums, touched, np.ones(130, dtype=np.float32), 1.0)
+    prefiltered_text_estimates(entries, lengths, weights, sums, touched, np.ones(130, dtype=np.float32), 1.0, 1)
     codes = np.ones((130, 6), dtype=np.int32)
     estimates(slots, text, codes, codes, codes[0], codes[0], np.ones(130, dtype=np.uint32), 1,
               np.ones(130, dtype=np.uint8), np.ones(130, dtype=np.int16), np.ones(130, dtype=np.bool_), 1, 1, True)
