@@ -9,6 +9,7 @@ from unittest.mock import patch
 import numpy as np
 
 from services.matcher import index as index_module
+from services.matcher import kernels
 from services.matcher.domain import Candidate, ProfileIndex, _heaviest, _sublinear
 from services.matcher.index import KindIndex
 from tests.factories import need_profile, seed_profile
@@ -122,3 +123,48 @@ def test_heaviest_and_sublinear_are_the_numpy_they_replace() -> None:
             counts[0] = np.nan
         reference_tf = np.where(counts >= 1, 1.0 + np.log(np.maximum(counts, 1e-9)), counts).astype(np.float32)
         assert _sublinear(counts.copy()).tobytes() == reference_tf.tobytes()
+
+
+def numpy_candidates(kind: KindIndex, query: index_module.Signature, idf: np.ndarray) -> np.ndarray:
+    """The fast path's selections as np.argpartition made them before the prefilter kernel."""
+    weights = query.tf * idf[query.term_ids]
+    lists, lengths, list_weights = kind._query_postings(
+        query, weights, np.argsort(-weights)[: index_module.QUERY_TERMS], idf
+    )
+    hit, text = kernels.text_estimates(
+        np.frombuffer(b"".join(lists), dtype=np.int32), lengths, list_weights, kind.slot_sums, kind.slot_touched,
+        kind.norm, max(float(np.sqrt(weights @ weights)), 1e-6),
+    )
+    if len(hit) > index_module.PREFILTER_DEPTH:
+        best = np.argpartition(-text, index_module.PREFILTER_DEPTH)[: index_module.PREFILTER_DEPTH]
+        hit, text = hit[best], text[best]
+    estimates = kind._estimates(hit, text, query, True)
+    if len(hit) > index_module.RESCORE_DEPTH:
+        best = np.argpartition(-estimates, index_module.RESCORE_DEPTH)[: index_module.RESCORE_DEPTH]
+        hit, estimates = hit[best], estimates[best]
+    return np.sort(hit[estimates > 0])
+
+
+def test_the_candidates_are_the_set_the_numpy_selections_gave_ties_included() -> None:
+    index = small_corpus(200, 40, rng_seed=9)
+    rng = random.Random(11)
+    for i in range(200):  # seeds twice over: equal estimates at either boundary
+        text = "の".join(rng.choices(WORDS, k=rng.randint(3, 12)))
+        for copy in ("a", "b"):
+            index.upsert(seed_profile(
+                f"twin_{i:03d}{copy}", title=text[:8], summary=text, description=text, keywords=rng.sample(WORDS, 1),
+                fields=["energy"], trl=5, offers=["license"], prefecture="13", created_at=NOW, updated_at=NOW,
+            ))
+    seeds, idf = index.kinds["seed"], index.vocabulary.idf()
+    for i in range(200):  # (their norms: each with the idf of its time)
+        seeds.norm[seeds.slot_of[f"twin_{i:03d}b"]] = seeds.norm[seeds.slot_of[f"twin_{i:03d}a"]]
+    for prefilter, depth in ((120, 30), (60, 50), (200, 10), (2, 1), (100, 21), (150, 41), (81, 25), (33, 7)):
+        with (
+            patch.object(index_module, "FAST_PATH_FROM", 0), patch.object(index_module, "PREFILTER_DEPTH", prefilter),
+            patch.object(index_module, "RESCORE_DEPTH", depth),
+        ):
+            for i in range(40):
+                query = index.kinds["need"].signature(f"need_{i:03d}")
+                assert query is not None
+                got = np.sort(seeds.candidates(query, True, idf))
+                assert np.array_equal(got, numpy_candidates(seeds, query, idf)), (prefilter, depth, i)

@@ -550,3 +550,111 @@ def test_remapped_postings_are_numpys_remap_and_filter_per_list() -> None:
     with pytest.raises(IndexError):
         kernels.remapped_postings(np.array([5], dtype=np.int32), np.array([1], dtype=np.int64),
                                   np.zeros(5, dtype=np.int32))
+
+
+def python_query_lists(
+    term_ids: npt.NDArray[np.int32], weights: npt.NDArray[np.float32], order: npt.NDArray[np.int64],
+    idf: npt.NDArray[np.float32], posting_lengths: npt.NDArray[np.int32], longest: int, budget: int,
+) -> tuple[list[int], list[int], list[float]]:
+    """KindIndex._query_postings's loop over the terms as it was before the kernel."""
+    ordered = term_ids[order]
+    known = ordered < len(posting_lengths)
+    lengths = np.zeros(len(ordered), dtype=np.int64)
+    lengths[known] = posting_lengths[ordered[known]]
+    chosen: list[int] = []
+    chosen_lengths: list[int] = []
+    chosen_weights: list[float] = []
+    for term_id, length, weight in zip(
+        ordered.tolist(), lengths.tolist(), (weights[order] * idf[ordered]).tolist(), strict=True
+    ):
+        if 0 < length <= min(longest, budget):
+            chosen.append(term_id)
+            chosen_lengths.append(length)
+            chosen_weights.append(weight)
+            budget -= length
+    return chosen, chosen_lengths, chosen_weights
+
+
+def test_query_lists_choose_as_the_python_loop_did() -> None:
+    rng = np.random.default_rng(23)
+    vocabulary = 3000
+    idf = (rng.random(vocabulary) * 9).astype(np.float32)
+    posting_lengths = rng.integers(0, 6000, 2500).astype(np.int32)  # ids beyond: no postings yet
+    posting_lengths[rng.random(2500) < 0.2] = 0
+    for _ in range(300):
+        term_ids = rng.choice(np.arange(1, vocabulary), rng.integers(0, 97), replace=False).astype(np.int32)
+        weights = (rng.random(len(term_ids)) * 4).astype(np.float32)
+        order = np.argsort(-weights)[:48]
+        longest, budget = int(rng.integers(500, 8000)), int(rng.integers(0, 30000))
+        chosen, lengths, list_weights, count = kernels.query_lists(
+            term_ids, weights, order, idf, posting_lengths, longest, budget, 2
+        )
+        reference = python_query_lists(term_ids, weights, order, idf, posting_lengths, longest, budget)
+        assert count == len(chosen) == len(reference[0]) and len(lengths) == len(list_weights) == len(order) + 2
+        assert chosen.tolist() == reference[0] and lengths[:count].tolist() == reference[1]
+        assert list_weights[:count].tobytes() == np.array(reference[2], dtype=np.float64).tobytes()
+        assert not lengths[count:].any() and not list_weights[count:].any()
+    with pytest.raises(IndexError):
+        kernels.query_lists(
+            np.array([1, 2], dtype=np.int32), np.ones(2, dtype=np.float32), np.array([0, 2], dtype=np.int64), idf,
+            posting_lengths, 1000, 1000, 0,
+        )
+
+
+def test_lowest_bit_is_the_index_of_the_lowest_set_bit() -> None:
+    rng = np.random.default_rng(31)
+    for index in range(64):
+        for high in (0, *rng.integers(0, 1 << 62, 20).tolist(), (1 << 64) - 1):
+            bits = ((int(high) << index) | (1 << index)) & ((1 << 64) - 1)
+            assert kernels._lowest_bit(np.uint64(bits)) == index
+
+
+def test_bit_count_counts_the_set_bits() -> None:
+    rng = np.random.default_rng(37)
+    for bits in (0, 1, (1 << 32) - 1, (1 << 63) - 1, -1, -(1 << 40), *rng.integers(-(1 << 62), 1 << 62, 200).tolist()):
+        assert kernels._bit_count(int(bits)) == bin(int(bits) & ((1 << 64) - 1)).count("1")
+
+
+def test_prefiltered_text_estimates_select_the_set_argpartition_selects_or_leave_a_tie_to_it() -> None:
+    rng = np.random.default_rng(41)
+    size = 20_000
+    sums, touched = np.zeros(size, dtype=np.float64), np.zeros(size // 64 + 1, dtype=np.uint64)
+    selected = 0
+    for round_number in range(60):
+        norm = (0.5 + rng.random(size) * 30).astype(np.float32)
+        if round_number % 4 == 0:
+            norm[:] = 2.0  # equal sums, equal estimates: ties
+        lists = [np.sort(rng.choice(size, rng.integers(1, 3000), replace=False)).astype(np.int32)
+                 for _ in range(rng.integers(1, 30))]
+        weights = rng.random(len(lists)) * (50 if round_number % 3 else 1e-30)  # tiny: subnormal estimates
+        if round_number % 5 == 0:
+            weights[0] = 0.0  # estimates of 0
+        entries = np.concatenate(lists)
+        lengths = np.array([len(postings) for postings in lists], dtype=np.int64)
+        depth = int(rng.choice([1, 300, 3000, 5000]))
+        slots, text, hit, hit_text, chosen = kernels.prefiltered_text_estimates(
+            entries, lengths, weights, sums, touched, norm, 7.5, depth
+        )
+        reference_slots, reference_text = kernels.text_estimates(entries, lengths, weights, sums, touched, norm, 7.5)
+        assert np.array_equal(slots, reference_slots) and text.tobytes() == reference_text.tobytes()
+        assert not sums.any() and not touched.any()
+        if len(text) <= depth:
+            assert not chosen
+            continue
+        threshold = np.sort(text)[::-1][depth - 1]
+        if (text >= threshold).sum() > depth:
+            assert not chosen
+            continue
+        assert chosen
+        selected += 1
+        best = np.sort(np.argpartition(-text, depth)[:depth])
+        order = np.argsort(hit)
+        assert np.array_equal(hit[order], slots[best]) and hit_text[order].tobytes() == text[best].tobytes()
+    assert selected > 20
+    values = np.frombuffer(np.array([3, 5, 7], dtype=np.int32).tobytes(), dtype=np.int32)
+    for weight in (-1.0, np.nan, np.inf):  # negative, NaN, infinite estimates: no selection
+        *_, chosen = kernels.prefiltered_text_estimates(
+            values, np.array([3], dtype=np.int64), np.array([weight]), sums, touched, np.ones(size, dtype=np.float32),
+            1.0, 1,
+        )
+        assert not chosen

@@ -361,59 +361,63 @@ class KindIndex:
         lists, lengths, list_weights = self._query_postings(query, weights, order, idf)
         if not lists:
             return np.zeros(0, dtype=np.int64)
-        hit, text = kernels.text_estimates(
-            np.frombuffer(b"".join(lists), dtype=np.int32), np.array(lengths, dtype=np.int64),
-            np.array(list_weights, dtype=np.float64), self.slot_sums, self.slot_touched, self.norm,
-            max(float(np.sqrt(weights @ weights)), 1e-6),
+        # The rest of the estimate only for the best PREFILTER_DEPTH text estimates: the kernel selects
+        # them unless a tie at the boundary leaves np.argpartition to break it (as it always did).
+        slots, text, hit, hit_text, selected = kernels.prefiltered_text_estimates(
+            np.frombuffer(b"".join(lists), dtype=np.int32), lengths, list_weights, self.slot_sums,
+            self.slot_touched, self.norm, max(float(np.sqrt(weights @ weights)), 1e-6), PREFILTER_DEPTH,
         )
-        if len(hit) > PREFILTER_DEPTH:  # the rest of the estimate only for the best text estimates
+        if not selected and len(slots) > PREFILTER_DEPTH:
             best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
-            hit, text = hit[best], text[best]
-        estimates = kernels.estimates(
+            hit, hit_text = slots[best], text[best]
+        estimates = self._estimates(hit, hit_text, query, query_is_need)
+        if len(hit) > RESCORE_DEPTH:
+            best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
+            cut = estimates[best].min()
+            if selected and cut > 0 and np.count_nonzero(estimates >= cut) > RESCORE_DEPTH:
+                # A tie at this boundary, which np.argpartition breaks by the order of its input:
+                # the order the prefilter's np.argpartition gave, not the kernel's.
+                best = np.argpartition(-text, PREFILTER_DEPTH)[:PREFILTER_DEPTH]
+                hit = slots[best]
+                estimates = self._estimates(hit, text[best], query, query_is_need)
+                best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
+            hit, estimates = hit[best], estimates[best]
+        return hit[estimates > 0].astype(np.int64)
+
+    def _estimates(self, hit: Slots, text: Floats, query: Signature, query_is_need: bool) -> Floats:
+        return kernels.estimates(
             hit, text, self.groups, self.subclasses, np.array(query.groups, dtype=np.int32),
             np.array(query.subclasses, dtype=np.int32), self.fields, query.fields, self.forms, self.stage,
             self.alive, query.forms, query.stage, query_is_need,
         )
-        if len(hit) > RESCORE_DEPTH:
-            best = np.argpartition(-estimates, RESCORE_DEPTH)[:RESCORE_DEPTH]
-            hit, estimates = hit[best], estimates[best]
-        return hit[estimates > 0].astype(np.int64)
 
     def _query_postings(
         self, query: Signature, weights: Floats, order: npt.NDArray[np.intp], idf: Floats
-    ) -> tuple[list[array], list[int], list[float]]:
+    ) -> tuple[list[array], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The postings the fast path sums for ``query``, their lengths and each one's weight per entry.
 
         Terms heaviest first; a list longer than ``MAX_POSTING_SHARE`` of the index, or one that no
         longer fits in what is left of ``POSTINGS_BUDGET``, is skipped (shorter lists of lighter
         terms after it may still fit). The query's classification codes always count.
         """
-        term_ids = query.term_ids[order]
-        known = term_ids < len(self.posting_lengths)
-        lengths = np.zeros(len(term_ids), dtype=np.int64)
-        lengths[known] = self.posting_lengths[term_ids[known]]
         longest = max(1000, int(MAX_POSTING_SHARE * len(self.slot_of)))
-        list_weights_of_terms = weights[order] * idf[term_ids]
-        lists: list[array] = []
-        list_lengths: list[int] = []
-        list_weights: list[float] = []
-        budget = POSTINGS_BUDGET
-        postings_of = self.postings
-        for term_id, length, weight in zip(
-            term_ids.tolist(), lengths.tolist(), list_weights_of_terms.tolist(), strict=True
-        ):
-            if 0 < length <= min(longest, budget):
-                lists.append(postings_of[term_id])
-                list_lengths.append(length)
-                list_weights.append(weight)
-                budget -= length
-        for code in {*query.groups, *query.subclasses}:
-            postings = self.code_postings.get(code)
-            if postings is not None and len(postings) <= longest:
-                lists.append(postings)
-                list_lengths.append(len(postings))
-                list_weights.append(1e-6)  # a candidate even without a shared term
-        return lists, list_lengths, list_weights
+        code_postings = self.code_postings
+        codes = [
+            postings for postings in map(code_postings.get, {*query.groups, *query.subclasses})
+            if postings is not None and len(postings) <= longest
+        ]
+        chosen, lengths, list_weights, count = kernels.query_lists(
+            query.term_ids, weights, order, idf, self.posting_lengths, longest, POSTINGS_BUDGET, len(codes)
+        )
+        lists: list[array] = [self.postings[term_id] for term_id in chosen.tolist()] if count < 2 else list(
+            itemgetter(*chosen.tolist())(self.postings)
+        )
+        for postings in codes:
+            lists.append(postings)
+            lengths[count] = len(postings)
+            list_weights[count] = 1e-6  # a candidate even without a shared term
+            count += 1
+        return lists, lengths[:count], list_weights[:count]
 
     def score(self, query: Signature, query_is_need: bool, slots: Slots, idf: Floats, today: int) -> Ranked:
         """Exact scores of ``slots`` against ``query``, with every component (see scoring.py): one
