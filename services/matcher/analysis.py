@@ -435,8 +435,9 @@ def matched_phrases_of_rows(
     first ``counts[r]`` ids of ``term_ids[r]``, of ``weights[r]`` (``shared`` in the row's order).
 
     The text's spans are gathered once for the rows' terms, and one compiled pass
-    (kernels.phrases) merges, de-duplicates and orders each row's phrases as matched_phrases does,
-    as (start, end) pairs: only the phrases kept are sliced out of the text.
+    (kernels.phrase_spans, around kernels.phrases' loop) merges, de-duplicates and orders each
+    row's phrases as matched_phrases does, as (start, end) pairs: only the phrases kept are sliced
+    out of the text.
     """
     display, where = term_spans(text)
     counts = np.asarray(counts, dtype=np.int64)  # (no copy: as _shared_term_rows gives them)

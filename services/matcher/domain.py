@@ -359,16 +359,6 @@ class ProfileIndex:
         scratch[query.term_ids] = 0.0
         return counts, term_ids, weights
 
-    def _shared_terms(self, query: Signature, other: KindIndex, slots: Slots) -> list[dict[str, float]]:
-        """``_shared_term_rows`` as a dict per slot (term: weight, the heaviest first): ``explain``'s
-        ``shared``."""
-        counts, term_ids, weights = self._shared_term_rows(query, other, slots)
-        terms = self.vocabulary.terms
-        return [
-            dict(zip([terms[term_id] for term_id in ids[:count]], row_weights[:count], strict=True))
-            for count, ids, row_weights in zip(counts.tolist(), term_ids.tolist(), weights.tolist(), strict=True)
-        ]
-
     def profile(self, profile_id: str) -> SeedProfile | NeedProfile | None:
         return self.profiles.get(profile_id)
 
