@@ -869,14 +869,11 @@ def _prefiltered_text_estimates(
     sums: npt.NDArray[np.float64], touched: npt.NDArray[np.uint64], norm: npt.NDArray[np.float32],
     query_norm: float, depth: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], bool]:
-    slots, slot_sums = _sum_postings(entries, lengths, weights, sums, touched)
+    slots, text = _text_estimates(entries, lengths, weights, sums, touched, norm, query_norm)
     n = len(slots)
-    query_norm32 = np.float32(query_norm)
-    text = np.empty(n, dtype=np.float32)
     keys = text.view(np.uint32)
-    unusual = np.uint32(0)
+    unusual = np.uint32(0)  # a sign bit: negative or -0.0; an exponent of all ones: infinite or NaN
     for i in range(n):
-        text[i] = np.float32(slot_sums[i] / np.float64(norm[slots[i]] * query_norm32))
         key = keys[i]
         unusual |= key & np.uint32(0x80000000) | (key + np.uint32(0x00800000)) & np.uint32(0x80000000)
     if n <= depth or depth <= 0 or unusual:
