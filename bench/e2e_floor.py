@@ -1,0 +1,264 @@
+"""The floor under ``e2e_latency.py``: the same parts and hops with none of the work.
+
+Three Python processes on the same stack as the services (uvicorn + FastAPI, aiokafka, httpx), the
+embedded broker between them, and the same receiver and load client as ``e2e_latency.py``:
+
+    POST /v1/needs ──► front: validate (pydantic), produce, answer 201
+                        └─► broker ─► middle: consume, produce ─► broker ─► back: consume, POST webhook
+
+No database, no outbox or inbox, no ranking, no signing, no telemetry: what is left is the cost of
+the hops themselves on this machine (two Kafka hops at the same fetch wait, two HTTP requests, the
+processes taking turns on the cores). ``--sqlite`` adds one SQLite transaction (an insert and a
+commit, SQLAlchemy Core, WAL) to each of the three stages, the least each service's durable write costs.
+
+    .venv/bin/python bench/e2e_floor.py                  # 20 needs/s for 30 s
+    .venv/bin/python bench/e2e_floor.py --sqlite --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from e2e_latency import MinimalClient, Receiver, cpu_split, percentile  # noqa: E402
+
+from pydantic import BaseModel  # noqa: E402
+
+NEEDS_TOPIC = "floor.needs"
+PAIRINGS_TOPIC = "floor.pairings"
+
+
+class Need(BaseModel):
+    title: str
+    description: str
+    keywords: list[str]
+    fields: list[str]
+    company_name: str
+    prefecture: str
+
+
+class _Stage:
+    """One durable write per stage when ``--sqlite`` is on: an insert and a commit (WAL, synchronous=NORMAL)."""
+
+    def __init__(self, db_path: str | None) -> None:
+        self.engine: Any = None
+        if db_path is None:
+            return
+        from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, event
+
+        self.engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False})
+
+        @event.listens_for(self.engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        self.table = Table("rows", MetaData(), Column("id", String, primary_key=True), Column("body", Text))
+        self.table.metadata.create_all(self.engine)
+
+    def write(self, row_id: str, body: str) -> None:
+        if self.engine is None:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(self.table.insert(), {"id": row_id, "body": body})
+
+
+def _front(bootstrap: str, port_out: Connection, db_path: str | None) -> None:
+    import uvicorn
+    from aiokafka import AIOKafkaProducer
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    stage = _Stage(db_path)
+    app = FastAPI()
+    producer: list[AIOKafkaProducer] = []
+
+    @app.on_event("startup")
+    async def start() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        await p.start()
+        producer.append(p)
+
+    @app.post("/v1/needs")
+    async def create(need: Need) -> JSONResponse:
+        need_id = f"need_{uuid.uuid4().hex[:16]}"
+        body = need.model_dump_json().encode()
+        await asyncio.to_thread(stage.write, need_id, body.decode())
+        await producer[0].send_and_wait(NEEDS_TOPIC, key=need_id.encode(), value=body)
+        return JSONResponse({"id": need_id}, status_code=201)
+
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port_out.send(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    stage = _Stage(db_path)
+
+    async def main() -> None:
+        consumer = AIOKafkaConsumer(NEEDS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-middle",
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        await consumer.start()
+        await producer.start()
+        async for record in consumer:
+            need_id = record.key.decode()
+            pairing = json.dumps({"need": need_id, "seeds": [{"id": "seed_1", "score": 0.5}]})
+            await asyncio.to_thread(stage.write, f"pairing_{need_id}", pairing)
+            await producer.send_and_wait(PAIRINGS_TOPIC, key=b"office-13", value=pairing.encode())
+
+    asyncio.run(main())
+
+
+def _back(bootstrap: str, fetch_wait_ms: int, hook_url: str, db_path: str | None) -> None:
+    import httpx
+    from aiokafka import AIOKafkaConsumer
+
+    stage = _Stage(db_path)
+
+    async def main() -> None:
+        consumer = AIOKafkaConsumer(PAIRINGS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-back",
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms)
+        await consumer.start()
+        async with httpx.AsyncClient() as client:
+            async for record in consumer:
+                need_id = json.loads(record.value)["need"]
+                await asyncio.to_thread(stage.write, f"delivery_{need_id}", record.value.decode())
+                body = {"data": {"trigger_kind": "need", "trigger_id": need_id}}
+                await client.post(hook_url, json=body)
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=20.0, help="needs per second (default 20)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=5, help="consumers' fetch wait (default 5)")
+    parser.add_argument("--sqlite", action="store_true", help="one SQLite transaction in each stage")
+    args = parser.parse_args()
+
+    from matchnet.network import LocalNetwork
+
+    context = multiprocessing.get_context("spawn")
+    receiver = Receiver()
+    with tempfile.TemporaryDirectory(prefix="matchnet-floor-") as tmp:
+        net = LocalNetwork(data_dir=Path(tmp) / "data", free_ports=True, services=(), topic_partitions=3)
+        net.start_broker()
+        from matchnet.network import _run_coroutine
+        from shared.kafka import ensure_topics
+
+        _run_coroutine(ensure_topics(net.bootstrap_servers, 3, [NEEDS_TOPIC, PAIRINGS_TOPIC]))
+        db = (lambda name: os.path.join(tmp, f"{name}.db")) if args.sqlite else (lambda name: None)
+        port_reader, port_writer = context.Pipe(duplex=False)
+        processes = {
+            "front": context.Process(target=_front, args=(net.bootstrap_servers, port_writer, db("front")), daemon=True),
+            "middle": context.Process(target=_middle, args=(net.bootstrap_servers, args.fetch_max_wait_ms,
+                                                            db("middle")), daemon=True),
+            "back": context.Process(target=_back, args=(net.bootstrap_servers, args.fetch_max_wait_ms, receiver.url,
+                                                        db("back")), daemon=True),
+        }
+        sent: dict[str, float] = {}
+        try:
+            for process in processes.values():
+                process.start()
+            front_url = f"http://127.0.0.1:{port_reader.recv()}"
+            asyncio.run(_warm_up(front_url, receiver))
+            print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
+                  f"({'one SQLite transaction per stage' if args.sqlite else 'no database'}, embedded broker)",
+                  flush=True)
+            pids = {"broker": net.pid_of("broker"), **{name: p.pid for name, p in processes.items()}}
+            cpu_before = {name: sum(cpu_split(pid)) for name, pid in pids.items()}
+            errors = asyncio.run(_load(front_url, args.rate, args.duration, sent))
+            deadline = time.perf_counter() + 15
+            while time.perf_counter() < deadline and not sent.keys() <= receiver.arrivals.keys():
+                time.sleep(0.05)
+            cpu_used = {name: sum(cpu_split(pid)) - cpu_before[name] for name, pid in pids.items()}
+        finally:
+            for process in processes.values():
+                process.terminate()
+                process.join(5)
+            net.stop()
+            receiver.stop()
+
+    latencies = [(receiver.arrivals[nid] - t0) * 1000 for nid, t0 in sent.items() if nid in receiver.arrivals]
+    if not latencies:
+        raise SystemExit("no webhook arrived")
+    print(f"needs posted: {len(sent)}  POST errors: {errors}  webhooks missing: {len(sent) - len(latencies)}")
+    print("CPU ms per need (idle polling included): "
+          + "  ".join(f"{name} {1000 * used / max(len(sent), 1):.1f}" for name, used in cpu_used.items()))
+    print(
+        "POST → webhook latency ms: "
+        f"p50 {percentile(latencies, 0.50):.1f}  p90 {percentile(latencies, 0.90):.1f}  "
+        f"p99 {percentile(latencies, 0.99):.1f}  max {max(latencies):.1f}  mean {statistics.fmean(latencies):.1f}"
+    )
+
+
+async def _warm_up(front_url: str, receiver: Receiver) -> None:
+    """Until a need goes through (the consumers have joined their groups and hold their partitions)."""
+    sent: dict[str, float] = {}
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline:
+        await _load(front_url, 10, 0.5, sent)
+        await asyncio.sleep(0.5)
+        if sent.keys() & receiver.arrivals.keys():
+            await asyncio.sleep(1)
+            return
+    raise SystemExit("the floor network did not carry a need within 60 s")
+
+
+async def _load(front_url: str, rate: float, duration: float, sent: dict[str, float]) -> int:
+    client = MinimalClient(front_url, {})
+    errors = 0
+
+    async def post(i: int) -> None:
+        nonlocal errors
+        body = {"title": f"工場の排熱を有効活用したい {i}", "description": "鋳造工程の排熱を電気に変えたい",
+                "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "prefecture": "13"}
+        try:
+            status, answer, started = await asyncio.wait_for(client.post_json("/v1/needs", body), 10)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            errors += 1
+            return
+        if status != 201:
+            errors += 1
+            return
+        sent[json.loads(answer)["id"]] = started
+
+    total = int(rate * duration)
+    begin = time.perf_counter()
+    tasks = []
+    try:
+        for i in range(total):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(i)))
+        await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return errors
+
+
+if __name__ == "__main__":
+    main()
