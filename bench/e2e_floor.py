@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -31,11 +30,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from e2e_latency import MinimalClient, Receiver, cpu_split, percentile  # noqa: E402
-
-from pydantic import BaseModel  # noqa: E402
+from e2e_latency import MinimalClient, Receiver, cpu_split, percentile  # bench/ is the script's directory
+from pydantic import BaseModel
 
 NEEDS_TOPIC = "floor.needs"
 PAIRINGS_TOPIC = "floor.pairings"
@@ -172,7 +168,8 @@ def main() -> None:
         db = (lambda name: os.path.join(tmp, f"{name}.db")) if args.sqlite else (lambda name: None)
         port_reader, port_writer = context.Pipe(duplex=False)
         processes = {
-            "front": context.Process(target=_front, args=(net.bootstrap_servers, port_writer, db("front")), daemon=True),
+            "front": context.Process(target=_front, args=(net.bootstrap_servers, port_writer, db("front")),
+                                     daemon=True),
             "middle": context.Process(target=_middle, args=(net.bootstrap_servers, args.fetch_max_wait_ms,
                                                             db("middle")), daemon=True),
             "back": context.Process(target=_back, args=(net.bootstrap_servers, args.fetch_max_wait_ms, receiver.url,

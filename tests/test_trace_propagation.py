@@ -137,3 +137,39 @@ async def test_a_relay_batch_of_rows_from_several_requests_links_to_each_and_eac
         [send] = [s for s in finished if s.name == "send matchnet.needs" and s.context.trace_id == request.trace_id]
         assert send.parent is not None and send.parent.span_id == request.span_id
     producer_db.dispose()
+
+
+def test_each_sql_statement_is_a_client_span_of_the_span_that_runs_it(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from shared.telemetry import instrument_engine, suppress_tracing
+
+    db = Database(f"sqlite:///{tmp_path / 'spans.db'}")
+    instrument_engine(db.engine)
+    spans.clear()
+    tracer = trace.get_tracer(__name__)
+    with tracer.start_as_current_span("handler") as handler, db.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(text("INSERT INTO t (body) VALUES (:body)"), {"body": "confidential"})
+        with pytest.raises(OperationalError):
+            connection.execute(text("SELECT body FROM missing_table WHERE body = 'confidential'"))
+    with suppress_tracing(), db.engine.connect() as connection:
+        connection.execute(text("SELECT count(*) FROM t"))
+    db.dispose()
+
+    by_name = {span.name: span for span in spans.get_finished_spans() if span.name != "handler"}
+    database = str(tmp_path / "spans.db")
+    assert set(by_name) == {f"BEGIN {database}", f"CREATE {database}", f"INSERT {database}", f"SELECT {database}"}
+    insert = by_name[f"INSERT {database}"]
+    assert insert.kind == trace.SpanKind.CLIENT
+    assert insert.parent is not None and insert.parent.span_id == handler.get_span_context().span_id
+    assert insert.attributes is not None
+    assert insert.attributes["db.system"] == "sqlite" and insert.attributes["db.name"] == database
+    assert insert.attributes["db.statement"] == "INSERT INTO t (body) VALUES (?)"  # values never recorded
+    failed = by_name[f"SELECT {database}"]
+    assert failed.status.status_code == trace.StatusCode.ERROR
+    assert failed.status.description == "OperationalError"  # not its message, which quotes the statement
+    assert failed.end_time is not None
