@@ -115,8 +115,13 @@ class OutboxRelay:
         initial_backoff_s: float = 0.1,
         max_backoff_s: float = 30.0,
         settle_s: float = 2.0,
+        mark_delay_s: float = 0.2,
     ) -> None:
         self.db = db
+        # Fast-path rows are marked sent this long after their publication, several in one
+        # transaction: off the moment the next service works on the event (they share the cores),
+        # and one UPDATE for the events of a busy moment. Well under settle_s, which it must stay.
+        self.mark_delay_s = min(mark_delay_s, settle_s / 2)
         # The idle safety-net poll leaves rows younger than this to the process that committed them
         # (it was handed them and publishes them in a moment): with two replicas of a service on one
         # database, their polls would otherwise publish each other's fresh rows a second time.
@@ -235,6 +240,7 @@ class OutboxRelay:
 
     async def _mark_unmarked(self) -> None:
         while self._unmarked:
+            await asyncio.sleep(self.mark_delay_s)
             seqs = sorted(self._unmarked)
             try:
                 await asyncio.to_thread(self._mark_published, seqs)
