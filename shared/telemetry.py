@@ -218,7 +218,7 @@ def instrument_engine(engine: Any) -> None:
     URL and runs a regular expression over the statement on every execute, attaches each span as the
     current one and makes a span of every pool checkout. Here the attributes are worked out once per
     engine and a statement's span name once per statement text: the same spans cost each service
-    2–3 ms less CPU per need on the 2-core bench machine (bench/e2e_latency.py).
+    1–1.5 ms less CPU per need on the 2-core bench machine (bench/e2e_latency.py).
     """
     from sqlalchemy import event
 
