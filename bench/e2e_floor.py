@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from e2e_latency import MinimalClient, Receiver, cpu_split, percentile  # bench/ is the script's directory
+from e2e_latency import MinimalClient, Receiver, cpu_split, percentile, post_needs  # bench/ is the script's directory
 from pydantic import BaseModel
 
 NEEDS_TOPIC = "floor.needs"
@@ -38,12 +38,20 @@ PAIRINGS_TOPIC = "floor.pairings"
 
 
 class Need(BaseModel):
+    """The bench's need, validated as plain fields (the services check codes and rules too)."""
+
     title: str
+    summary: str
     description: str
+    industry: str
     keywords: list[str]
     fields: list[str]
     company_name: str
+    company_size: str
     prefecture: str
+    wanted_forms: list[str]
+    confidentiality: str
+    language: str
 
 
 class _Stage:
@@ -225,36 +233,7 @@ async def _warm_up(front_url: str, receiver: Receiver) -> None:
 
 
 async def _load(front_url: str, rate: float, duration: float, sent: dict[str, float]) -> int:
-    client = MinimalClient(front_url, {})
-    errors = 0
-
-    async def post(i: int) -> None:
-        nonlocal errors
-        body = {"title": f"工場の排熱を有効活用したい {i}", "description": "鋳造工程の排熱を電気に変えたい",
-                "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "prefecture": "13"}
-        try:
-            status, answer, started = await asyncio.wait_for(client.post_json("/v1/needs", body), 10)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            errors += 1
-            return
-        if status != 201:
-            errors += 1
-            return
-        sent[json.loads(answer)["id"]] = started
-
-    total = int(rate * duration)
-    begin = time.perf_counter()
-    tasks = []
-    try:
-        for i in range(total):
-            delay = begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(i)))
-        await asyncio.gather(*tasks)
-    finally:
-        await client.close()
-    return errors
+    return await post_needs(MinimalClient(front_url, {}), rate, duration, sent, progress=False)
 
 
 if __name__ == "__main__":

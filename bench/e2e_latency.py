@@ -153,20 +153,26 @@ class MinimalClient:
             writer.close()
 
 
-async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
+def bench_need(i: int) -> dict[str, object]:
+    return {
+        "title": f"工場の排熱を有効活用したい {i}", "summary": "排熱を使いたい。",
+        "description": "鋳造工程の排熱を電気に変えたい", "industry": "E",
+        "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "company_size": "sme",
+        "prefecture": "13", "wanted_forms": ["license"], "confidentiality": "members", "language": "ja",
+    }
+
+
+async def post_needs(
+    client: MinimalClient, rate: float, duration: float, sent: dict[str, float], progress: bool = True
+) -> int:
+    """POST a need every 1/rate seconds for ``duration`` (not waiting for answers); records each
+    created need's send stamp in ``sent`` and returns how many POSTs failed."""
     errors = 0
-    client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
 
     async def post(i: int) -> None:
         nonlocal errors
-        body: dict[str, object] = {
-            "title": f"工場の排熱を有効活用したい {i}", "summary": "排熱を使いたい。",
-            "description": "鋳造工程の排熱を電気に変えたい", "industry": "E",
-            "keywords": ["排熱"], "fields": ["energy"], "company_name": f"ベンチ工業{i}", "company_size": "sme",
-            "prefecture": "13", "wanted_forms": ["license"], "confidentiality": "members", "language": "ja",
-        }
         try:
-            status, answer, started = await asyncio.wait_for(client.post_json("/v1/needs", body), 10)
+            status, answer, started = await asyncio.wait_for(client.post_json("/v1/needs", bench_need(i)), 10)
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             errors += 1
             return
@@ -184,12 +190,17 @@ async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[s
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(post(i)))
-            if i and i % int(rate * 5) == 0:
+            if progress and i and i % int(rate * 5) == 0:
                 print(f"  … {i}/{total} needs posted", flush=True)
         await asyncio.gather(*tasks)
     finally:
         await client.close()
     return errors
+
+
+async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
+    client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
+    return await post_needs(client, rate, duration, sent)
 
 
 def main() -> None:
