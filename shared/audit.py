@@ -44,6 +44,9 @@ class AuditRecord(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
 
 
+_INSERT_AUDIT = AuditRecord.__table__.insert()  # type: ignore[attr-defined]
+
+
 def record_audit(
     session: Session,
     principal: Principal | None,
@@ -54,22 +57,24 @@ def record_audit(
     version_after: int,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit record in the caller's transaction; ``principal`` None is the registry itself."""
-    session.add(
-        AuditRecord(
-            id=new_id("audit"),
-            at=datetime.now(UTC),
-            actor_key_id=principal.key_id if principal else SYSTEM_KEY_ID,
-            actor_role=principal.role.value if principal else SYSTEM_ROLE,
-            actor_office_id=principal.office_id if principal else None,
-            action=action.value,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            version_before=version_before,
-            version_after=version_after,
-            details=details or {},
-        )
-    )
+    """Add an audit record in the caller's transaction; ``principal`` None is the registry itself.
+
+    A Core insert: nothing reads the record back in its transaction, and an ORM object would cost
+    a unit-of-work flush on the path of every registration and change.
+    """
+    session.connection().execute(_INSERT_AUDIT, {
+        "id": new_id("audit"),
+        "at": datetime.now(UTC),
+        "actor_key_id": principal.key_id if principal else SYSTEM_KEY_ID,
+        "actor_role": principal.role.value if principal else SYSTEM_ROLE,
+        "actor_office_id": principal.office_id if principal else None,
+        "action": action.value,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "version_before": version_before,
+        "version_after": version_after,
+        "details": details or {},
+    })
 
 
 class AuditEntry(BaseModel):

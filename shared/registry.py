@@ -26,6 +26,7 @@ from pydantic import Field as PydanticField
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import JSON, Date, Text, and_, func, or_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.audit import record_audit
@@ -465,6 +466,11 @@ def insert_profile(
     """A new profile of ``values`` (column values), its search terms, ``created`` event and audit record."""
     now = now_utc()
     row = registry.row(id=new_id(registry.kind), version=1, created_at=now, updated_at=now, **values)
+    # A Core insert, then the row joins the session as if it had been read: an import may change it
+    # later in the transaction, and the flush at commit has nothing to do for a plain registration.
+    table = registry.row.__table__  # type: ignore[attr-defined]
+    session.connection().execute(table.insert(), {column.key: getattr(row, column.key) for column in table.columns})
+    make_transient_to_detached(row)
     session.add(row)
     index_terms(session, registry, row, new=True)
     _emit(session, registry, row, ProfileAction.created, {})
