@@ -59,7 +59,7 @@ from shared.events import (
     SeedSummary,
     SubscriptionDisabled,
 )
-from shared.reference import TECHNOLOGY_FIELDS
+from shared.reference import TECHNOLOGY_FIELDS, ProfileStatus
 from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS
 from tests.api_harness import ADMIN, ADMIN_KEY, Api, key_registry
 
@@ -420,7 +420,7 @@ def test_seed_created_line() -> None:
 
 
 def test_a_change_line_shows_the_new_version_and_status_and_still_hides_a_confidential_title() -> None:
-    need = _need("confidential").model_copy(update={"version": 3, "status": "withdrawn"})
+    need = _need("confidential").model_copy(update={"version": 3, "status": ProfileStatus.withdrawn})
     line = describe_event(Envelope.wrap(
         EventType.need_withdrawn, "/matchnet/needs", need.id, NeedWithdrawn(need=need, previous_status="open")
     ))
