@@ -167,12 +167,12 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="matchnet-floor-") as tmp:
-        net = LocalNetwork(data_dir=Path(tmp) / "data", free_ports=True, services=(), topic_partitions=3)
+        net = LocalNetwork(data_dir=Path(tmp) / "data", free_ports=True, services=())
         net.start_broker()
         from matchnet.network import _run_coroutine
         from shared.kafka import ensure_topics
 
-        _run_coroutine(ensure_topics(net.bootstrap_servers, 3, [NEEDS_TOPIC, PAIRINGS_TOPIC]))
+        _run_coroutine(ensure_topics(net.bootstrap_servers, net.topic_partitions, [NEEDS_TOPIC, PAIRINGS_TOPIC]))
         db = (lambda name: os.path.join(tmp, f"{name}.db")) if args.sqlite else (lambda name: None)
         port_reader, port_writer = context.Pipe(duplex=False)
         processes = {

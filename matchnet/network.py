@@ -174,7 +174,7 @@ class LocalNetwork:
         otlp_endpoint: str | None = None,
         log_dir: Path | str | None = None,
         fetch_max_wait_ms: int = 5,
-        topic_partitions: int = 3,
+        topic_partitions: int = 4,  # the embedded broker's own for a topic it creates (see settings)
         services: Sequence[str] = SERVICES,
         ready_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -50,6 +50,9 @@ BeforeApply = Callable[[], Awaitable[None]]
 COMMIT_INTERVAL_MS = 200
 LAG_REFRESH_S = 1.0  # consumer lag is recomputed at most this often (read by the metrics)
 STOP_TIMEOUT_S = 2.0  # for the last commit and for leaving the group, each
+# aiokafka retries a commit the broker calls retriable (an unknown partition, say) for ever; a plain
+# commit takes milliseconds. See EventConsumer._commit.
+COMMIT_TIMEOUT_S = 3.0
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: Iterable[str] | None = None) -> None:
@@ -189,7 +192,7 @@ class EventConsumer:
         self._stop_requested.set()
 
     async def run(self) -> None:
-        """Consume until stopped or cancelled; a consumer that fails (a lost group, a failed commit) restarts.
+        """Consume until stopped or cancelled; a consumer that fails restarts (a refused commit is no failure).
 
         Offsets not committed before a restart are redelivered, and the inbox skips what was applied.
         """
@@ -250,9 +253,22 @@ class EventConsumer:
             return
         assignment = self.consumer.assignment()
         due = {tp: offset for tp, offset in due.items() if tp in assignment}
-        if due:
-            await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in due.items()})
-            self._committed.update(due)
+        if not due:
+            return
+        try:
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in due.items()})
+        except (TimeoutError, CommitFailedError) as error:
+            # The group has moved on (aiokafka rejoins by itself), or the broker will not take these
+            # offsets: the embedded broker, restarted, has lost the partitions and refuses them for
+            # ever. Forget them and consume on; the events after the group's last committed offsets
+            # are redelivered to whoever consumes those partitions next, and the inbox skips them.
+            for tp in due:
+                self._applied.pop(tp, None)
+            log.warning("consumer %s: offsets of %d partitions not committed (%s); consuming on",
+                        self.group_id, len(due), type(error).__name__)
+            return
+        self._committed.update(due)
 
     async def _refresh_lag(self) -> None:
         assert self.consumer is not None

@@ -41,7 +41,9 @@ class ServiceSettings(BaseSettings):
     )
     # The embedded broker answers a waiting fetch only when this expires: keep it low.
     kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
-    kafka_topic_partitions: int = Field(3, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    # 4: what the embedded broker gives a topic it creates itself (on any client's first metadata
+    # request after it restarts empty), so a restart keeps the layout and every key its partition.
+    kafka_topic_partitions: int = Field(4, ge=1, validation_alias=_common("kafka_topic_partitions"))
     # How long a consumer may be silent before its group gives its partitions to another (heartbeats
     # every third of it). The embedded broker completes a group join only after a fraction of it and,
     # after a restart, sometimes only once the old member's session ran out: the local network sets 3 s.

@@ -309,6 +309,13 @@ def test_a_need_posted_while_the_broker_is_down_is_delivered_when_it_returns(
     delivery = wait_for(lambda: receiver.for_need(need_id), 60, "the delivery after the broker came back")
     assert delivery[0].event["data"]["pairings"][0]["need"]["id"] == need_id
 
+    # The consumers go on past their first offset commits on the new broker (they come every 0.2 s).
+    time.sleep(1)
+    with client(network, "needs") as needs:
+        later = needs.post("/v1/needs", json=NEED_BODY)
+    assert later.status_code == 201, later.text
+    wait_for(lambda: receiver.for_need(later.json()["id"]), 30, "the delivery of a need posted after the return")
+
 
 def test_a_seed_that_stops_being_open_leaves_the_matchers_index_and_returns_when_reopened(
     network: LocalNetwork,

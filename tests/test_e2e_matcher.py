@@ -289,11 +289,13 @@ def test_two_replicas_share_the_ranking_each_with_the_whole_index_and_publish_ea
             def index(url: str) -> dict[str, Any]:
                 return httpx.get(url + "/v1/index", headers={"Authorization": f"Bearer {net.admin_key}"}).json()
 
+            every_partition = 2 * net.topic_partitions  # of the seeds and the needs topics
+
             def shared_out() -> bool:
                 shares = [set(index(url)["ranking_partitions"]) for url in urls]
-                return all(shares) and not shares[0] & shares[1] and len(shares[0] | shares[1]) == 6
+                return all(shares) and not shares[0] & shares[1] and len(shares[0] | shares[1]) == every_partition
 
-            wait_for(shared_out, 60, "the six partitions shared between the two replicas", interval_s=0.2)
+            wait_for(shared_out, 60, "every partition shared between the two replicas", interval_s=0.2)
 
             seeds = [register(net, "seed", {**THERMOELECTRIC_SEED, "title": f"熱電変換シート 型式{i}"})
                      for i in range(3)]
@@ -316,7 +318,8 @@ def test_two_replicas_share_the_ranking_each_with_the_whole_index_and_publish_ea
             assert [index(url)["events_handled"] > 0 for url in urls] == [True, True]
 
         # Replica b has gone: a takes its partitions over, and still publishes once.
-        wait_for(lambda: len(index(net.urls["matcher"])["ranking_partitions"]) == 6, 60, "a ranking everything")
+        wait_for(lambda: len(index(net.urls["matcher"])["ranking_partitions"]) == every_partition, 60,
+                 "a ranking everything")
         with pairings_tap(net) as tap:
             last = register(net, "need", {**WASTE_HEAT_NEED, "title": "焼成炉の排熱を活用したい"})
             the_one(tap, "proposed", office="office-13", trigger=last)

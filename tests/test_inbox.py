@@ -143,3 +143,34 @@ class _CountingStatement:
     def compile(self, **kwargs: object) -> object:
         self.compiled.append(kwargs["dialect"].name)  # type: ignore[attr-defined]
         return self.statement.compile(**kwargs)  # type: ignore[attr-defined]
+
+
+async def test_offsets_the_broker_never_takes_are_dropped_and_consuming_goes_on(
+    consumer: EventConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiokafka retries a retriable commit error for ever: offsets of partitions a restarted, emptied
+    # broker does not have would hold the consumer (and its shutdown) for good.
+    import asyncio
+
+    from shared import kafka
+
+    monkeypatch.setattr(kafka, "COMMIT_TIMEOUT_S", 0.05)
+    lost, kept = TopicPartition("matchnet.needs", 2), TopicPartition("matchnet.needs", 1)
+    committed: list[object] = []
+
+    class RestartedBroker:
+        def assignment(self) -> set[TopicPartition]:
+            return {lost, kept}
+
+        async def commit(self, offsets: dict[TopicPartition, object]) -> None:
+            if lost in offsets:
+                await asyncio.Event().wait()  # UnknownTopicOrPartition, retried every 100 ms
+            committed.append(offsets)
+
+    consumer.consumer = RestartedBroker()  # type: ignore[assignment]
+    consumer._applied[lost] = 7
+    await consumer._commit()  # returns: the offsets are dropped, not waited for
+    assert consumer._applied == {}
+    consumer._applied[kept] = 3  # an event applied afterwards, on a partition the broker has
+    await consumer._commit()
+    assert committed == [{kept: kafka.OffsetAndMetadata(3, "")}]
