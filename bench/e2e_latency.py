@@ -210,6 +210,7 @@ def main() -> None:
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server: one database per service")
     parser.add_argument("--trace-file", type=Path, help="write every service's spans to this JSON-lines file")
     parser.add_argument("--fetch-max-wait-ms", type=int, default=5, help="consumers' fetch wait (default 5)")
+    parser.add_argument("--partitions", type=int, default=None, help="partitions per topic (default: the network's)")
     parser.add_argument("--env", action="append", default=[], type=lambda kv: tuple(kv.split("=", 1)),
                         metavar="NAME=VALUE", help="extra environment for every service (repeatable)")
     args = parser.parse_args()
@@ -230,6 +231,7 @@ def main() -> None:
         net = LocalNetwork(
             data_dir=Path(tmp) / "data", free_ports=True, database_urls=database_urls, log_dir=Path(tmp) / "logs",
             trace_file=args.trace_file, fetch_max_wait_ms=args.fetch_max_wait_ms, env=dict(args.env),
+            **({"topic_partitions": args.partitions} if args.partitions else {}),
             progress=lambda m: print(f"  {m}", flush=True),
         )
         try:
