@@ -32,7 +32,13 @@ import httpx
 
 from shared.events import Topic
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.settings import DEFAULT_BROKER_PORT, DEFAULT_PORTS, KEY_REGISTRY_SERVICE, sqlite_database_url
+from shared.settings import (
+    DEFAULT_BROKER_PORT,
+    DEFAULT_PORTS,
+    DEFAULT_TOPIC_PARTITIONS,
+    KEY_REGISTRY_SERVICE,
+    sqlite_database_url,
+)
 
 SERVICES: tuple[str, ...] = ("seeds", "needs", "matcher", "notifications")
 BROKER = "broker"
@@ -174,7 +180,7 @@ class LocalNetwork:
         otlp_endpoint: str | None = None,
         log_dir: Path | str | None = None,
         fetch_max_wait_ms: int = 5,
-        topic_partitions: int = 4,  # the embedded broker's own for a topic it creates (see settings)
+        topic_partitions: int = DEFAULT_TOPIC_PARTITIONS,
         services: Sequence[str] = SERVICES,
         ready_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,

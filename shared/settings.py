@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # One place for every default port.
 DEFAULT_PORTS: dict[str, int] = {"seeds": 8001, "needs": 8002, "matcher": 8003, "notifications": 8004}
 DEFAULT_BROKER_PORT = 9092
+# What the embedded broker gives a topic it creates itself (on any client's first metadata request
+# after it restarts empty): topics made with as many keep their layout, and every key its partition.
+DEFAULT_TOPIC_PARTITIONS = 4
 # The one service that issues, lists and revokes API keys (the others replicate them): it already
 # deals with the offices and partner portals as webhook subscribers, so who they are lives there.
 KEY_REGISTRY_SERVICE = "notifications"
@@ -41,9 +44,9 @@ class ServiceSettings(BaseSettings):
     )
     # The embedded broker answers a waiting fetch only when this expires: keep it low.
     kafka_fetch_max_wait_ms: int = Field(5, ge=1, le=1000, validation_alias=_common("kafka_fetch_max_wait_ms"))
-    # 4: what the embedded broker gives a topic it creates itself (on any client's first metadata
-    # request after it restarts empty), so a restart keeps the layout and every key its partition.
-    kafka_topic_partitions: int = Field(4, ge=1, validation_alias=_common("kafka_topic_partitions"))
+    kafka_topic_partitions: int = Field(
+        DEFAULT_TOPIC_PARTITIONS, ge=1, validation_alias=_common("kafka_topic_partitions")
+    )
     # How long a consumer may be silent before its group gives its partitions to another (heartbeats
     # every third of it). The embedded broker completes a group join only after a fraction of it and,
     # after a restart, sometimes only once the old member's session ran out: the local network sets 3 s.
