@@ -265,18 +265,22 @@ class _StatementSpans:
         )
 
     def after(self, _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
-        span = getattr(context, "_matchnet_span", None)
-        if span is not None:
-            context._matchnet_span = None
+        if (span := _taken_span(context)) is not None:
             span.end()
 
     def failed(self, exception_context: Any) -> None:
-        span = getattr(exception_context.execution_context, "_matchnet_span", None)
-        if span is not None:
-            exception_context.execution_context._matchnet_span = None
+        if (span := _taken_span(exception_context.execution_context)) is not None:
             # The exception's type only: its text may quote the statement's (confidential) values.
             span.set_status(Status(StatusCode.ERROR, type(exception_context.original_exception).__name__))
             span.end()
+
+
+def _taken_span(execution_context: Any) -> trace.Span | None:
+    """The statement's span, taken off its execution context (None: none, or not traced)."""
+    span: trace.Span | None = getattr(execution_context, "_matchnet_span", None)
+    if span is not None:
+        execution_context._matchnet_span = None
+    return span
 
 
 def shutdown_telemetry() -> None:
