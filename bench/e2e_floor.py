@@ -55,23 +55,18 @@ class Need(BaseModel):
 
 
 class _Stage:
-    """One durable write per stage when ``--sqlite`` is on: an insert and a commit (WAL, synchronous=NORMAL)."""
+    """One durable write per stage when ``--sqlite`` is on: an insert and a commit, on an engine set up
+    as the services' are (``shared.db.make_engine``: WAL, synchronous=NORMAL, BEGIN IMMEDIATE)."""
 
     def __init__(self, db_path: str | None) -> None:
         self.engine: Any = None
         if db_path is None:
             return
-        from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, event
+        from sqlalchemy import Column, MetaData, String, Table, Text
 
-        self.engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False})
+        from shared.db import make_engine
 
-        @event.listens_for(self.engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        self.engine = make_engine(f"sqlite:///{db_path}")
         self.table = Table("rows", MetaData(), Column("id", String, primary_key=True), Column("body", Text))
         self.table.metadata.create_all(self.engine)
 
