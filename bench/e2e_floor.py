@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -83,14 +85,19 @@ def _front(bootstrap: str, port_out: Connection, db_path: str | None) -> None:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     stage = _Stage(db_path)
-    app = FastAPI()
     producer: list[AIOKafkaProducer] = []
 
-    @app.on_event("startup")
-    async def start() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
         await p.start()
         producer.append(p)
+        try:
+            yield
+        finally:
+            await p.stop()
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.post("/v1/needs")
     async def create(need: Need) -> JSONResponse:

@@ -49,6 +49,8 @@ DATA_DIR_MARKER = ".matchnet-data"
 # Consumers' session timeout on the embedded broker: a group forms after about 2 s (10 s sessions,
 # the client's default: 5 s), and a restarted service rejoins within about 7 s instead of 18 s.
 LOCAL_SESSION_TIMEOUT_MS = 3_000
+# The broker's grace when the whole network stops, after the services (see LocalNetwork.stop).
+FINAL_BROKER_GRACE_S = 0.5
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -438,7 +440,9 @@ class LocalNetwork:
         with self._lock:
             services = [name for name in reversed(list(self._children)) if name != BROKER]
             self._stop_children(services, kill=False)
-            self._stop_children([BROKER], kill=False)
+            # No client is left, and a memory-only broker has nothing to flush; but it holds its
+            # SIGTERM until the group joins still pending (services stopped in their first seconds) end.
+            self._stop_children([BROKER], kill=False, grace_s=FINAL_BROKER_GRACE_S)
             if self._atexit_registered:
                 atexit.unregister(self.stop)
                 self._atexit_registered = False
@@ -476,12 +480,14 @@ class LocalNetwork:
             atexit.register(self.stop)
             self._atexit_registered = True
 
-    def _stop_children(self, names: Sequence[str], kill: bool) -> None:
+    def _stop_children(self, names: Sequence[str], kill: bool, grace_s: float | None = None) -> None:
+        """SIGTERM (SIGKILL with ``kill``), then SIGKILL what is still running after the grace period
+        (``stop_timeout_s`` unless ``grace_s`` is given)."""
         with self._lock:
             children = [child for name in names if (child := self._children.pop(name, None)) is not None]
             for child in children:
                 _signal_group(child.process, signal.SIGKILL if kill else signal.SIGTERM)
-            deadline = time.monotonic() + self.stop_timeout_s
+            deadline = time.monotonic() + (self.stop_timeout_s if grace_s is None else grace_s)
             for child in children:
                 try:
                     child.process.wait(timeout=max(0.0, deadline - time.monotonic()))

@@ -53,6 +53,8 @@ STOP_TIMEOUT_S = 2.0  # for the last commit and for leaving the group, each
 # aiokafka retries a commit the broker calls retriable (an unknown partition, say) for ever; a plain
 # commit takes milliseconds. See EventConsumer._commit.
 COMMIT_TIMEOUT_S = 3.0
+# A consumer asked to stop while still joining its group gives its stop this long (see _abandon_join).
+ABANDON_JOIN_S = 0.2
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: Iterable[str] | None = None) -> None:
@@ -301,7 +303,7 @@ class EventConsumer:
             )
             try:
                 if not await _unless_stopped(self.consumer.start(), self._stop_requested):
-                    await self.consumer.stop()  # joining the group can take seconds: not at shutdown
+                    await self._abandon_join()
                     return
                 self._applied.clear()  # positions of a previous membership are stale
                 self._committed.clear()
@@ -313,6 +315,21 @@ class EventConsumer:
                     async with asyncio.timeout(backoff):
                         await self._stop_requested.wait()
                 backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _abandon_join(self) -> None:
+        """Stop a consumer that has not joined its group yet, without waiting for the join.
+
+        aiokafka's ``stop`` waits for the JoinGroup request in flight, and the embedded broker answers
+        it only after half the session timeout (a group forming waits for its other members): a
+        service stopped in its first seconds would wait that long. Nothing was fetched, so nothing is
+        committed or lost; the broker forgets the member when its session expires.
+        """
+        assert self.consumer is not None
+        try:
+            async with asyncio.timeout(ABANDON_JOIN_S):
+                await self.consumer.stop()
+        except TimeoutError:
+            log.info("consumer %s: stopped before it had joined its group", self.group_id)
 
     async def _process_batch(self, partition: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
         """Apply a partition's records in order. Several records from other traces get one ``receive``

@@ -123,3 +123,27 @@ def test_sigterm_stops_the_matcher_consuming_with_the_offsets_of_exactly_what_it
     # Committed offsets cover every need applied (no redelivery of those) and nothing beyond (no loss).
     assert committed_offsets(network, "matchnet-matcher", Topic.needs.value) == applied
     assert '"message": "matcher drained in' in network.log_tail("matcher", lines=10)
+
+
+async def test_a_consumer_asked_to_stop_while_joining_its_group_stops_without_waiting_for_the_join(
+    tmp_path: Path,
+) -> None:
+    from shared.db import Database
+    from shared.inbox import INBOX_TABLES
+    from shared.kafka import EventConsumer
+
+    session_timeout_ms = 10_000  # the embedded broker answers a group's first join after half of it: 5 s
+    db = Database(f"sqlite:///{tmp_path / 'inbox.db'}", INBOX_TABLES)
+    db.create_tables()
+    with LocalNetwork(tmp_path / "data", free_ports=True, log_dir=tmp_path / "logs", services=()) as broker:
+        consumer = EventConsumer(db=db, topics=[Topic.needs.value], group_id="joining", handler=lambda *_: None,
+                                 bootstrap_servers=broker.bootstrap_servers, session_timeout_ms=session_timeout_ms)
+        running = asyncio.create_task(consumer.run())
+        await asyncio.sleep(0.5)
+        assert not consumer.consumer or not consumer.consumer.assignment(), "joined already: nothing tested"
+        asked = time.monotonic()
+        consumer.request_stop()
+        await asyncio.wait_for(running, session_timeout_ms / 1000)
+        stopped_after = time.monotonic() - asked
+    db.dispose()
+    assert stopped_after < session_timeout_ms / 1000 / 4, f"waited {stopped_after:.1f}s for a join it gave up"
