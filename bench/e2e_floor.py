@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,73 @@ class _Stage:
             connection.execute(self.table.insert(), {"id": row_id, "body": body})
 
 
-def _front(bootstrap: str, port_out: Connection, db_path: str | None) -> None:
+class _Tracing:
+    """The issue's tracing on the floor when ``--traced`` is on, as ``shared.telemetry`` sets it up for
+    the services (spans made, none exported, as in ``e2e_latency.py`` without ``--trace-file``): an HTTP
+    server span per request, a PRODUCER span per record sent with the W3C context in its headers, a
+    CONSUMER span continuing it per record received, a CLIENT span per SQL statement and per webhook."""
+
+    def __init__(self, name: str, traced: bool) -> None:
+        self.tracer: Any = None
+        if not traced:
+            return
+        from opentelemetry import trace
+
+        from shared.telemetry import setup_telemetry
+
+        setup_telemetry(f"floor-{name}")
+        self.tracer = trace.get_tracer("floor")
+
+    def app(self, app: Any) -> None:
+        if self.tracer is not None:
+            from shared.telemetry import instrument_fastapi
+
+            instrument_fastapi(app)
+
+    def engine(self, stage: _Stage) -> None:
+        if self.tracer is not None and stage.engine is not None:
+            from shared.telemetry import instrument_engine
+
+            instrument_engine(stage.engine)
+
+    @contextlib.contextmanager
+    def producing(self, topic: str, headers: list[tuple[str, bytes]]) -> Iterator[None]:
+        if self.tracer is None:
+            yield
+            return
+        from opentelemetry.trace import SpanKind
+
+        from shared.telemetry import inject_kafka_headers
+
+        with self.tracer.start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER,
+                                               attributes={"messaging.system": "kafka"}):
+            inject_kafka_headers(headers)
+            yield
+
+    @contextlib.contextmanager
+    def consuming(self, record: Any) -> Iterator[None]:
+        if self.tracer is None:
+            yield
+            return
+        from opentelemetry.trace import SpanKind
+
+        from shared.telemetry import context_from_kafka_headers
+
+        with self.tracer.start_as_current_span(
+            f"process {record.topic}", context=context_from_kafka_headers(list(record.headers or ())),
+            kind=SpanKind.CONSUMER, attributes={"messaging.system": "kafka"},
+        ):
+            yield
+
+
+def _front(bootstrap: str, port_out: Connection, db_path: str | None, traced: bool) -> None:
     import uvicorn
     from aiokafka import AIOKafkaProducer
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
+    tracing = _Tracing("front", traced)
     stage = _Stage(db_path)
+    tracing.engine(stage)
     producer: list[AIOKafkaProducer] = []
 
     @contextlib.asynccontextmanager
@@ -98,13 +159,16 @@ def _front(bootstrap: str, port_out: Connection, db_path: str | None) -> None:
             await p.stop()
 
     app = FastAPI(lifespan=lifespan)
+    tracing.app(app)
 
     @app.post("/v1/needs")
     async def create(need: Need) -> JSONResponse:
         need_id = f"need_{uuid.uuid4().hex[:16]}"
         body = need.model_dump_json().encode()
         await asyncio.to_thread(stage.write, need_id, body.decode())
-        await producer[0].send_and_wait(NEEDS_TOPIC, key=need_id.encode(), value=body)
+        headers: list[tuple[str, bytes]] = []
+        with tracing.producing(NEEDS_TOPIC, headers):
+            await producer[0].send_and_wait(NEEDS_TOPIC, key=need_id.encode(), value=body, headers=headers)
         return JSONResponse({"id": need_id}, status_code=201)
 
     import socket
@@ -116,10 +180,12 @@ def _front(bootstrap: str, port_out: Connection, db_path: str | None) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None) -> None:
+def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None, traced: bool) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    tracing = _Tracing("middle", traced)
     stage = _Stage(db_path)
+    tracing.engine(stage)
 
     async def main() -> None:
         consumer = AIOKafkaConsumer(NEEDS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-middle",
@@ -128,19 +194,25 @@ def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None) -> None:
         await consumer.start()
         await producer.start()
         async for record in consumer:
-            need_id = record.key.decode()
-            pairing = json.dumps({"need": need_id, "seeds": [{"id": "seed_1", "score": 0.5}]})
-            await asyncio.to_thread(stage.write, f"pairing_{need_id}", pairing)
-            await producer.send_and_wait(PAIRINGS_TOPIC, key=b"office-13", value=pairing.encode())
+            with tracing.consuming(record):
+                need_id = record.key.decode()
+                pairing = json.dumps({"need": need_id, "seeds": [{"id": "seed_1", "score": 0.5}]})
+                await asyncio.to_thread(stage.write, f"pairing_{need_id}", pairing)
+                headers: list[tuple[str, bytes]] = []
+                with tracing.producing(PAIRINGS_TOPIC, headers):
+                    await producer.send_and_wait(PAIRINGS_TOPIC, key=b"office-13", value=pairing.encode(),
+                                                 headers=headers)
 
     asyncio.run(main())
 
 
-def _back(bootstrap: str, fetch_wait_ms: int, hook_url: str, db_path: str | None) -> None:
+def _back(bootstrap: str, fetch_wait_ms: int, hook_url: str, db_path: str | None, traced: bool) -> None:
     import httpx
     from aiokafka import AIOKafkaConsumer
 
+    tracing = _Tracing("back", traced)
     stage = _Stage(db_path)
+    tracing.engine(stage)
 
     async def main() -> None:
         consumer = AIOKafkaConsumer(PAIRINGS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-back",
@@ -148,10 +220,11 @@ def _back(bootstrap: str, fetch_wait_ms: int, hook_url: str, db_path: str | None
         await consumer.start()
         async with httpx.AsyncClient() as client:
             async for record in consumer:
-                need_id = json.loads(record.value)["need"]
-                await asyncio.to_thread(stage.write, f"delivery_{need_id}", record.value.decode())
-                body = {"data": {"trigger_kind": "need", "trigger_id": need_id}}
-                await client.post(hook_url, json=body)
+                with tracing.consuming(record):
+                    need_id = json.loads(record.value)["need"]
+                    await asyncio.to_thread(stage.write, f"delivery_{need_id}", record.value.decode())
+                    body = {"data": {"trigger_kind": "need", "trigger_id": need_id}}
+                    await client.post(hook_url, json=body)
 
     asyncio.run(main())
 
@@ -162,6 +235,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
     parser.add_argument("--fetch-max-wait-ms", type=int, default=5, help="consumers' fetch wait (default 5)")
     parser.add_argument("--sqlite", action="store_true", help="one SQLite transaction in each stage")
+    parser.add_argument("--traced", action="store_true",
+                        help="the services' tracing: HTTP, Kafka, SQL and webhook spans (made, not exported)")
     args = parser.parse_args()
 
     from matchnet.network import LocalNetwork
@@ -178,12 +253,12 @@ def main() -> None:
         db = (lambda name: os.path.join(tmp, f"{name}.db")) if args.sqlite else (lambda name: None)
         port_reader, port_writer = context.Pipe(duplex=False)
         processes = {
-            "front": context.Process(target=_front, args=(net.bootstrap_servers, port_writer, db("front")),
-                                     daemon=True),
+            "front": context.Process(target=_front, args=(net.bootstrap_servers, port_writer, db("front"),
+                                                          args.traced), daemon=True),
             "middle": context.Process(target=_middle, args=(net.bootstrap_servers, args.fetch_max_wait_ms,
-                                                            db("middle")), daemon=True),
+                                                            db("middle"), args.traced), daemon=True),
             "back": context.Process(target=_back, args=(net.bootstrap_servers, args.fetch_max_wait_ms, receiver.url,
-                                                        db("back")), daemon=True),
+                                                        db("back"), args.traced), daemon=True),
         }
         sent: dict[str, float] = {}
         try:
@@ -192,8 +267,8 @@ def main() -> None:
             front_url = f"http://127.0.0.1:{port_reader.recv()}"
             asyncio.run(_warm_up(front_url, receiver))
             print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
-                  f"({'one SQLite transaction per stage' if args.sqlite else 'no database'}, embedded broker)",
-                  flush=True)
+                  f"({'one SQLite transaction per stage' if args.sqlite else 'no database'}, "
+                  f"{'traced' if args.traced else 'no tracing'}, embedded broker)", flush=True)
             pids = {"broker": net.pid_of("broker"), **{name: p.pid for name, p in processes.items()}}
             cpu_before = {name: sum(cpu_split(pid)) for name, pid in pids.items()}
             errors = asyncio.run(_load(front_url, args.rate, args.duration, sent))
