@@ -198,6 +198,23 @@ async def post_needs(
     return errors
 
 
+async def warm_up(net: LocalNetwork, arrivals: dict[str, float], timeout_s: float = 60.0) -> float:
+    """POST one need and wait for its webhook (not counted); returns how long that took."""
+    client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
+    try:
+        status, answer, started = await client.post_json("/v1/needs", bench_need(-1))
+    finally:
+        await client.close()
+    if status != 201:
+        raise SystemExit(f"the warm-up need was refused: {status} {answer[:300]!r}")
+    need_id = json.loads(answer)["id"]
+    while need_id not in arrivals:
+        if time.perf_counter() - started > timeout_s:
+            raise SystemExit(f"the warm-up need was not delivered within {timeout_s:g} s")
+        await asyncio.sleep(0.02)
+    return arrivals[need_id] - started
+
+
 async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
     client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
     return await post_needs(client, rate, duration, sent)
@@ -253,6 +270,9 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the matcher did not index the seeds within 30 s")
                 time.sleep(0.05)
+            # …and one need through end to end: every consumer group has formed and the kernels are
+            # compiled (an index fed by a replica's follower fills before its ranking consumer has joined).
+            print(f"  warm-up: a first need delivered after {asyncio.run(warm_up(net, arrivals)):.1f} s", flush=True)
             print(f"load: {args.rate:g} needs/s for {args.duration:g} s "
                   f"({'PostgreSQL' if args.postgres else 'SQLite'}, embedded broker)", flush=True)
             processes = ["broker", "seeds", "needs", "matcher", "notifications"]

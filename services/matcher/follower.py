@@ -38,6 +38,10 @@ class IndexFollower:
         self.settings = settings
         self.apply = apply
         self._consumer: AIOKafkaConsumer | None = None
+        # The topics' ends are asked on a connection of their own: on the fetching consumer's, the
+        # broker answers a ListOffsets only after the long-poll fetch in flight (up to the fetch wait:
+        # p50 5.6 ms against 0.6 ms on the embedded broker), and caught_up runs before every ranking.
+        self._ends_reader: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._applied: dict[TopicPartition, int] = {}  # next offset to apply, per partition
         self._progress = asyncio.Condition()
@@ -54,8 +58,15 @@ class IndexFollower:
                 group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                 fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             )
+            ends_reader = AIOKafkaConsumer(  # assigned nothing: it never fetches
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                client_id=f"matchnet-matcher-{self.settings.replica_id}-index-ends",
+                group_id=None, enable_auto_commit=False,
+            )
             try:
                 await consumer.start()
+                await ends_reader.start()
+                await ends_reader.topics()
                 await consumer.topics()  # fetches the metadata partitions_for_topic reads
                 partitions = [
                     TopicPartition(topic, partition)
@@ -68,13 +79,14 @@ class IndexFollower:
                 self._applied = {tp: await consumer.position(tp) for tp in partitions}
             except Exception as error:
                 await consumer.stop()
+                await ends_reader.stop()
                 if asyncio.get_running_loop().time() + backoff > deadline:
                     raise RuntimeError(f"index follower: broker unavailable: {error}") from error
                 log.warning("matcher: index follower cannot start yet (%s), retrying", error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self._consumer, self._partitions = consumer, partitions
+            self._consumer, self._ends_reader, self._partitions = consumer, ends_reader, partitions
             log.info("matcher %s: following %d partitions from %s", self.settings.replica_id, len(partitions),
                      {f"{tp.topic}[{tp.partition}]": offset for tp, offset in self._applied.items()})
             return
@@ -95,6 +107,8 @@ class IndexFollower:
                     self._progress.notify_all()
         finally:
             await consumer.stop()
+            if self._ends_reader is not None:
+                await self._ends_reader.stop()
 
     def _apply_batch(self, records: list[ConsumerRecord[Any, Any]]) -> None:
         for record in records:
@@ -107,9 +121,9 @@ class IndexFollower:
 
     async def caught_up(self) -> None:
         """Return once this replica's index holds every profile change the topics hold now."""
-        consumer = self._consumer
-        assert consumer is not None, "pin() first"
-        ends = await consumer.end_offsets(self._partitions)
+        ends_reader = self._ends_reader
+        assert ends_reader is not None, "pin() first"
+        ends = await ends_reader.end_offsets(self._partitions)
         async with asyncio.timeout(self.settings.catch_up_timeout_s), self._progress:
             await self._progress.wait_for(
                 lambda: all(self._applied.get(tp, 0) >= end for tp, end in ends.items())
