@@ -102,11 +102,14 @@ class _Tracing:
 
             instrument_fastapi(app)
 
-    def engine(self, stage: _Stage) -> None:
+    def stage(self, db_path: str | None) -> _Stage:
+        """The stage's durable write, its statements traced when tracing is on."""
+        stage = _Stage(db_path)
         if self.tracer is not None and stage.engine is not None:
             from shared.telemetry import instrument_engine
 
             instrument_engine(stage.engine)
+        return stage
 
     @contextlib.contextmanager
     def producing(self, topic: str, headers: list[tuple[str, bytes]]) -> Iterator[None]:
@@ -138,14 +141,22 @@ class _Tracing:
             yield
 
 
+async def _started_consumer(topic: str, group_id: str, bootstrap: str, fetch_wait_ms: int) -> Any:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group_id,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms)
+    await consumer.start()
+    return consumer
+
+
 def _front(bootstrap: str, port_out: Connection, db_path: str | None, traced: bool) -> None:
     import uvicorn
     from aiokafka import AIOKafkaProducer
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     tracing = _Tracing("front", traced)
-    stage = _Stage(db_path)
-    tracing.engine(stage)
+    stage = tracing.stage(db_path)
     producer: list[AIOKafkaProducer] = []
 
     @contextlib.asynccontextmanager
@@ -181,17 +192,14 @@ def _front(bootstrap: str, port_out: Connection, db_path: str | None, traced: bo
 
 
 def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None, traced: bool) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer
 
     tracing = _Tracing("middle", traced)
-    stage = _Stage(db_path)
-    tracing.engine(stage)
+    stage = tracing.stage(db_path)
 
     async def main() -> None:
-        consumer = AIOKafkaConsumer(NEEDS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-middle",
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms)
+        consumer = await _started_consumer(NEEDS_TOPIC, "floor-middle", bootstrap, fetch_wait_ms)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-        await consumer.start()
         await producer.start()
         async for record in consumer:
             with tracing.consuming(record):
@@ -208,16 +216,12 @@ def _middle(bootstrap: str, fetch_wait_ms: int, db_path: str | None, traced: boo
 
 def _back(bootstrap: str, fetch_wait_ms: int, hook_url: str, db_path: str | None, traced: bool) -> None:
     import httpx
-    from aiokafka import AIOKafkaConsumer
 
     tracing = _Tracing("back", traced)
-    stage = _Stage(db_path)
-    tracing.engine(stage)
+    stage = tracing.stage(db_path)
 
     async def main() -> None:
-        consumer = AIOKafkaConsumer(PAIRINGS_TOPIC, bootstrap_servers=bootstrap, group_id="floor-back",
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms)
-        await consumer.start()
+        consumer = await _started_consumer(PAIRINGS_TOPIC, "floor-back", bootstrap, fetch_wait_ms)
         async with httpx.AsyncClient() as client:
             async for record in consumer:
                 with tracing.consuming(record):

@@ -198,9 +198,13 @@ async def post_needs(
     return errors
 
 
+def needs_client(net: LocalNetwork) -> MinimalClient:
+    return MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
+
+
 async def warm_up(net: LocalNetwork, arrivals: dict[str, float], timeout_s: float = 60.0) -> float:
     """POST one need and wait for its webhook (not counted); returns how long that took."""
-    client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
+    client = needs_client(net)
     try:
         status, answer, started = await client.post_json("/v1/needs", bench_need(-1))
     finally:
@@ -216,8 +220,7 @@ async def warm_up(net: LocalNetwork, arrivals: dict[str, float], timeout_s: floa
 
 
 async def run_load(net: LocalNetwork, rate: float, duration: float, sent: dict[str, float]) -> int:
-    client = MinimalClient(net.urls["needs"], {"authorization": f"Bearer {net.admin_key}"})
-    return await post_needs(client, rate, duration, sent)
+    return await post_needs(needs_client(net), rate, duration, sent)
 
 
 def main() -> None:

@@ -15,7 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from matchnet.network import LocalNetwork
+from shared.db import Database
 from shared.events import Topic
+from shared.inbox import INBOX_TABLES
+from shared.kafka import EventConsumer
 from tests.e2e_support import wait_for
 from tests.factories import NEED_BODY, SEED_BODY
 
@@ -128,10 +131,6 @@ def test_sigterm_stops_the_matcher_consuming_with_the_offsets_of_exactly_what_it
 async def test_a_consumer_asked_to_stop_while_joining_its_group_stops_without_waiting_for_the_join(
     tmp_path: Path,
 ) -> None:
-    from shared.db import Database
-    from shared.inbox import INBOX_TABLES
-    from shared.kafka import EventConsumer
-
     session_timeout_ms = 10_000  # the embedded broker answers a group's first join after half of it: 5 s
     db = Database(f"sqlite:///{tmp_path / 'inbox.db'}", INBOX_TABLES)
     db.create_tables()
